@@ -1,0 +1,31 @@
+//! hello: the smallest useful app. Greets, shows the privilege level it runs at (read from CS:
+//! it must be 3), allocates from its own heap, reads the clock in user mode, and exits.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use libos::time::{Duration, Instant};
+use libos::{println, rt, sys, thread};
+
+pub fn main() -> i32 {
+    let started = Instant::now();
+    let cpl = sys::privilege_level();
+    println!(
+        "Hello from {}, a libos app! CPL={cpl}",
+        rt::current().name()
+    );
+    let squares: Vec<u64> = (1..=1000).map(|n| n * n).collect();
+    let sum: u64 = squares.iter().sum();
+    let (used, size) = rt::current().heap_usage();
+    println!(
+        "allocated {} squares (sum {sum}); heap {used} of {size} bytes in use",
+        squares.len()
+    );
+    thread::sleep(Duration::from_millis(10));
+    log::info!(
+        "slept 10 ms; {} us since start, read from the TSC",
+        started.elapsed().as_micros()
+    );
+    if cpl == 3 { 0 } else { 1 }
+}

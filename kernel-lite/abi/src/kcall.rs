@@ -1,0 +1,145 @@
+//! The privileged-call gate: numbers, arguments and results.
+//!
+//! A kcall is a `syscall` instruction with the number in `rax` and up to four arguments in
+//! `rdi`, `rsi`, `rdx`, `r10`. The result comes back in `rax`: a value `>= 0` is success, a
+//! negative value is `-(KcallError as i64)`. The table is deliberately small: a CSE operation
+//! (send, recv, read, write, now, sleep, spawn) never needs one in the common case.
+
+/// Every kcall kernel-lite implements, by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Kcall {
+    /// Does nothing and returns 0: the cost of the gate itself (benchmarks, tests).
+    Null = 0,
+    /// `console_write(ptr, len)`: writes one line (or part of one) to the console, prefixed
+    /// with the calling app's name. Returns the number of bytes written.
+    ConsoleWrite = 1,
+    /// `exit(status)`: ends the calling app with `status` (0 is success). Does not return.
+    Exit = 2,
+    /// `yield()`: gives the CPU to the next ready app.
+    Yield = 3,
+    /// `wait_until(deadline_tsc)`: blocks until the TSC reaches `deadline_tsc` (or returns at
+    /// once if it already has). Returns 0.
+    WaitUntil = 4,
+    /// `report_fault(kind, ptr, len)`: the app reports a fault it detected itself (a panic, an
+    /// allocation failure) with a message; kernel-lite logs it and ends the app as failed.
+    /// Does not return.
+    ReportFault = 5,
+}
+
+/// How many kcall numbers exist; per-app accounting keeps one counter each.
+pub const KCALL_COUNT: usize = 6;
+
+impl Kcall {
+    /// Every kcall, in number order.
+    pub const ALL: [Kcall; KCALL_COUNT] = [
+        Kcall::Null,
+        Kcall::ConsoleWrite,
+        Kcall::Exit,
+        Kcall::Yield,
+        Kcall::WaitUntil,
+        Kcall::ReportFault,
+    ];
+
+    /// The kcall with this number, if there is one.
+    pub fn from_number(number: u64) -> Option<Kcall> {
+        Self::ALL.get(usize::try_from(number).ok()?).copied()
+    }
+
+    /// A short name for reports and accounting tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kcall::Null => "null",
+            Kcall::ConsoleWrite => "console_write",
+            Kcall::Exit => "exit",
+            Kcall::Yield => "yield",
+            Kcall::WaitUntil => "wait_until",
+            Kcall::ReportFault => "report_fault",
+        }
+    }
+}
+
+/// Why a kcall failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum KcallError {
+    /// The number in `rax` names no kcall.
+    UnknownKcall = 1,
+    /// A pointer argument does not point into mapped user memory of the right kind.
+    BadAddress = 2,
+    /// An argument is out of range (a length too large, an unknown fault kind).
+    BadArgument = 3,
+}
+
+impl KcallError {
+    /// Encodes the error as the kcall's `rax` result.
+    pub const fn to_result(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+
+    /// Decodes a kcall's `rax` result: `Ok(value)` or the error it names.
+    pub fn decode(result: u64) -> Result<u64, KcallError> {
+        match result as i64 {
+            value if value >= 0 => Ok(value as u64),
+            -1 => Err(KcallError::UnknownKcall),
+            -2 => Err(KcallError::BadAddress),
+            _ => Err(KcallError::BadArgument),
+        }
+    }
+}
+
+/// What an app reports through [`Kcall::ReportFault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ReportedFault {
+    /// The app panicked; the message says where and why.
+    Panic = 1,
+    /// The app's heap could not satisfy an allocation within its quota.
+    OutOfMemory = 2,
+}
+
+impl ReportedFault {
+    pub fn from_number(number: u64) -> Option<ReportedFault> {
+        match number {
+            1 => Some(ReportedFault::Panic),
+            2 => Some(ReportedFault::OutOfMemory),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportedFault::Panic => "panic",
+            ReportedFault::OutOfMemory => "out of memory",
+        }
+    }
+}
+
+/// The longest console write kernel-lite accepts in one kcall.
+pub const CONSOLE_WRITE_MAX: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for kcall in Kcall::ALL {
+            assert_eq!(Kcall::from_number(kcall as u64), Some(kcall));
+        }
+        assert_eq!(Kcall::from_number(KCALL_COUNT as u64), None);
+        assert_eq!(Kcall::from_number(u64::MAX), None);
+    }
+
+    #[test]
+    fn results_encode_errors_as_negative_values() {
+        assert_eq!(KcallError::decode(7), Ok(7));
+        for error in [
+            KcallError::UnknownKcall,
+            KcallError::BadAddress,
+            KcallError::BadArgument,
+        ] {
+            assert_eq!(KcallError::decode(error.to_result()), Err(error));
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The IDT: every CPU exception, the timer interrupt, and what happens when one comes from ring 3.
+//!
+//! An exception in ring 3 ends the app that caused it (reported with its name, the exception,
+//! the error code, RIP, CS and CR2 for page faults) and the other apps run on. An exception in
+//! ring 0 is a kernel-lite bug: it is reported the same way and ends the machine.
+
+use crate::cpu::{DOUBLE_FAULT_IST, NMI_IST};
+use crate::{apps, kprintln, machine, timer};
+use core::fmt;
+use lite_abi::exit::ImageOutcome;
+use pic8259::ChainedPics;
+use spin::{Mutex, Once};
+use x86_64::PrivilegeLevel;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+
+/// The legacy PICs, remapped above the CPU exceptions.
+pub const PIC_OFFSET: u8 = 32;
+pub const TIMER_VECTOR: u8 = PIC_OFFSET;
+const SPURIOUS_MASTER: u8 = PIC_OFFSET + 7;
+const SPURIOUS_SLAVE: u8 = PIC_OFFSET + 15;
+
+static PICS: Mutex<ChainedPics> = Mutex::new(
+    // SAFETY: vectors 32..48 do not overlap the CPU exceptions or any other handler.
+    unsafe { ChainedPics::new_contiguous(PIC_OFFSET) },
+);
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// A CPU exception as reported on the console.
+#[derive(Debug, Clone, Copy)]
+pub struct Exception {
+    pub vector: u8,
+    pub name: &'static str,
+    pub error_code: Option<u64>,
+    pub rip: u64,
+    pub cs: u16,
+    pub rsp: u64,
+    /// The faulting address, for page faults.
+    pub cr2: Option<u64>,
+}
+
+impl Exception {
+    fn ring(&self) -> u16 {
+        self.cs & 3
+    }
+}
+
+impl fmt::Display for Exception {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (vector {})", self.name, self.vector)?;
+        if let Some(address) = self.cr2 {
+            write!(f, " at address {address:#x}")?;
+        }
+        if let Some(code) = self.error_code {
+            write!(f, ", error code {code:#x}")?;
+            if self.vector == 14 {
+                write!(f, " ({:?})", PageFaultErrorCode::from_bits_truncate(code))?;
+            }
+        }
+        write!(
+            f,
+            ", RIP {:#x}, CS {:#x} (ring {}), RSP {:#x}",
+            self.rip,
+            self.cs,
+            self.ring(),
+            self.rsp
+        )
+    }
+}
+
+fn on_exception(
+    vector: u8,
+    name: &'static str,
+    frame: &InterruptStackFrame,
+    error_code: Option<u64>,
+) {
+    let exception = Exception {
+        vector,
+        name,
+        error_code,
+        rip: frame.instruction_pointer.as_u64(),
+        cs: frame.code_segment.0,
+        rsp: frame.stack_pointer.as_u64(),
+        cr2: (vector == 14).then(Cr2::read_raw),
+    };
+    if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {
+        apps::end_current_for_exception(&exception);
+    }
+    kprintln!("kernel-lite: FATAL: {exception} in kernel-lite");
+    machine::exit(ImageOutcome::KernelPanic);
+}
+
+macro_rules! exception_handlers {
+    ($( $field:ident, $vector:literal, $name:literal, $kind:ident; )*) => {
+        fn install_exception_handlers(idt: &mut InterruptDescriptorTable) {
+            $( exception_handlers!(@install idt, $field, $vector, $name, $kind); )*
+        }
+    };
+    (@install $idt:ident, $field:ident, $vector:literal, $name:literal, plain) => {{
+        extern "x86-interrupt" fn handler(frame: InterruptStackFrame) {
+            on_exception($vector, $name, &frame, None);
+        }
+        $idt.$field.set_handler_fn(handler);
+    }};
+    (@install $idt:ident, $field:ident, $vector:literal, $name:literal, with_code) => {{
+        extern "x86-interrupt" fn handler(frame: InterruptStackFrame, code: u64) {
+            on_exception($vector, $name, &frame, Some(code));
+        }
+        $idt.$field.set_handler_fn(handler);
+    }};
+}
+
+exception_handlers! {
+    divide_error, 0, "divide error", plain;
+    debug, 1, "debug exception", plain;
+    breakpoint, 3, "breakpoint", plain;
+    overflow, 4, "overflow", plain;
+    bound_range_exceeded, 5, "bound range exceeded", plain;
+    invalid_opcode, 6, "invalid opcode", plain;
+    device_not_available, 7, "device not available", plain;
+    invalid_tss, 10, "invalid TSS", with_code;
+    segment_not_present, 11, "segment not present", with_code;
+    stack_segment_fault, 12, "stack-segment fault", with_code;
+    general_protection_fault, 13, "general protection fault", with_code;
+    x87_floating_point, 16, "x87 floating-point exception", plain;
+    alignment_check, 17, "alignment check", with_code;
+    simd_floating_point, 19, "SIMD floating-point exception", plain;
+    virtualization, 20, "virtualization exception", plain;
+    cp_protection_exception, 21, "control protection exception", with_code;
+    hv_injection_exception, 28, "hypervisor injection exception", plain;
+    vmm_communication_exception, 29, "VMM communication exception", with_code;
+    security_exception, 30, "security exception", with_code;
+}
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    on_exception(14, "page fault", &frame, Some(code.bits()));
+}
+
+extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
+    on_exception(2, "non-maskable interrupt", &frame, None);
+}
+
+extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    on_exception(8, "double fault", &frame, Some(code));
+    machine::exit(ImageOutcome::KernelPanic)
+}
+
+extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
+    on_exception(18, "machine check", &frame, None);
+    machine::exit(ImageOutcome::KernelPanic)
+}
+
+extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
+    timer::on_tick();
+    // SAFETY: this is the handler of the PIC's timer line, so an EOI is owed for it.
+    unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
+    if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {
+        apps::on_timer_from_user();
+    }
+}
+
+extern "x86-interrupt" fn spurious_master(_frame: InterruptStackFrame) {
+    // A spurious IRQ 7 gets no EOI.
+}
+
+extern "x86-interrupt" fn spurious_slave(_frame: InterruptStackFrame) {
+    // A spurious IRQ 15 still owes the master its EOI (for the cascade line).
+    // SAFETY: vector of IRQ 2 on the master: EOI the master only.
+    unsafe { PICS.lock().notify_end_of_interrupt(PIC_OFFSET + 2) };
+}
+
+/// Installs the IDT and the remapped PICs (all lines masked but the timer).
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        install_exception_handlers(&mut idt);
+        idt.page_fault.set_handler_fn(page_fault);
+        // SAFETY: the IST indices name stacks set up in the TSS by `cpu::init`, used by nothing
+        // else, so these handlers always have a good stack even when the kernel's overflowed.
+        unsafe {
+            idt.double_fault
+                .set_handler_fn(double_fault)
+                .set_stack_index(DOUBLE_FAULT_IST);
+            idt.non_maskable_interrupt
+                .set_handler_fn(non_maskable_interrupt)
+                .set_stack_index(NMI_IST);
+            idt.machine_check
+                .set_handler_fn(machine_check)
+                .set_stack_index(NMI_IST);
+        }
+        idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
+        idt[SPURIOUS_MASTER].set_handler_fn(spurious_master);
+        idt[SPURIOUS_SLAVE].set_handler_fn(spurious_slave);
+        idt
+    });
+    idt.load();
+    let mut pics = PICS.lock();
+    // SAFETY: the PICs sit at the standard ports; remapping them to 32..48 keeps them off the
+    // exception vectors, and every line but the timer stays masked.
+    unsafe {
+        pics.initialize();
+        pics.write_masks(0xfe, 0xff);
+    }
+}

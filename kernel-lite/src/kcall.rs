@@ -1,0 +1,153 @@
+//! The privileged-call gate: `syscall` enters here, `sysret` leaves.
+//!
+//! The entry stub switches to the running app's kernel stack, saves the registers a kcall
+//! uses into a [`KcallFrame`], and calls [`dispatch`]. The table is the one in `lite_abi::kcall`.
+
+use crate::{apps, mm};
+use core::sync::atomic::{AtomicU64, Ordering};
+use lite_abi::kcall::{CONSOLE_WRITE_MAX, Kcall, KcallError, ReportedFault};
+use x86_64::VirtAddr;
+use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+
+/// Top of the running app's kernel stack; the entry stub switches to it.
+static KCALL_STACK_TOP: AtomicU64 = AtomicU64::new(0);
+/// The app's stack pointer while the entry stub saves it (one CPU, interrupts off).
+static USER_RSP_SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+/// The app's registers at the `syscall`, as the entry stub pushed them.
+#[derive(Debug)]
+#[repr(C)]
+pub struct KcallFrame {
+    /// The kcall number on entry; the result on return.
+    pub rax: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub r10: u64,
+    pub r8: u64,
+    pub r9: u64,
+    /// The app's RIP after the `syscall` (the CPU put it in RCX).
+    pub rcx: u64,
+    /// The app's RFLAGS (the CPU put them in R11).
+    pub r11: u64,
+    pub user_rsp: u64,
+}
+
+/// Enables `syscall`/`sysret` and points them at the entry stub.
+pub fn init() {
+    let selectors = crate::cpu::selectors();
+    // SAFETY: the selectors are laid out as `sysret` requires (kernel code, kernel data, user
+    // data, user code, checked by `Star::write`), the entry stub is a valid kernel function, and
+    // the mask clears IF so the stub runs with interrupts off until `sysret`.
+    unsafe {
+        Star::write(
+            selectors.user_code,
+            selectors.user_data,
+            selectors.kernel_code,
+            selectors.kernel_data,
+        )
+        .unwrap_or_else(|error| panic!("GDT layout unfit for sysret: {error}"));
+        LStar::write(VirtAddr::new(syscall_entry as *const () as usize as u64));
+        SFMask::write(
+            RFlags::INTERRUPT_FLAG
+                | RFlags::TRAP_FLAG
+                | RFlags::DIRECTION_FLAG
+                | RFlags::ALIGNMENT_CHECK
+                | RFlags::NESTED_TASK,
+        );
+        Efer::update(|efer| efer.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+}
+
+/// Makes kcalls run on `top`, the kernel stack of the app about to run.
+pub fn set_kernel_stack(top: VirtAddr) {
+    KCALL_STACK_TOP.store(top.as_u64(), Ordering::Relaxed);
+}
+
+#[unsafe(naked)]
+extern "C" fn syscall_entry() {
+    core::arch::naked_asm!(
+        "mov [rip + {scratch}], rsp",
+        "mov rsp, [rip + {stack_top}]",
+        "push qword ptr [rip + {scratch}]",
+        "push r11",
+        "push rcx",
+        "push r9",
+        "push r8",
+        "push r10",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push rax",
+        // Ten pushes keep the 16-byte alignment the call needs.
+        "mov rdi, rsp",
+        "call {dispatch}",
+        "pop rax",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop r10",
+        "pop r8",
+        "pop r9",
+        "pop rcx",
+        "pop r11",
+        "pop rsp",
+        // RCX is the app's own RIP after its `syscall`, below USER_TOP, so canonical.
+        "sysretq",
+        scratch = sym USER_RSP_SCRATCH,
+        stack_top = sym KCALL_STACK_TOP,
+        dispatch = sym dispatch,
+    )
+}
+
+extern "C" fn dispatch(frame: &mut KcallFrame) {
+    let result = match Kcall::from_number(frame.rax) {
+        Some(kcall) => {
+            apps::count_kcall(kcall);
+            run(kcall, frame)
+        }
+        None => Err(KcallError::UnknownKcall),
+    };
+    frame.rax = match result {
+        Ok(value) => value,
+        Err(error) => error.to_result(),
+    };
+}
+
+fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
+    match kcall {
+        Kcall::Null => Ok(0),
+        Kcall::ConsoleWrite => {
+            let len = frame.rsi as usize;
+            if len > CONSOLE_WRITE_MAX {
+                return Err(KcallError::BadArgument);
+            }
+            let mut buffer = [0u8; CONSOLE_WRITE_MAX];
+            if !mm::copy_from_user(frame.rdi, &mut buffer[..len]) {
+                return Err(KcallError::BadAddress);
+            }
+            apps::console_write(&buffer[..len]);
+            Ok(len as u64)
+        }
+        Kcall::Exit => apps::exit_current(frame.rdi as i64),
+        Kcall::Yield => {
+            apps::yield_current();
+            Ok(0)
+        }
+        Kcall::WaitUntil => {
+            apps::wait_until(frame.rdi);
+            Ok(0)
+        }
+        Kcall::ReportFault => {
+            let kind = ReportedFault::from_number(frame.rdi).ok_or(KcallError::BadArgument)?;
+            let mut message = [0u8; 512];
+            let len = (frame.rdx as usize).min(message.len());
+            if !mm::copy_from_user(frame.rsi, &mut message[..len]) {
+                return Err(KcallError::BadAddress);
+            }
+            let text = core::str::from_utf8(&message[..len]).unwrap_or("(message not UTF-8)");
+            apps::end_current_for_report(kind, text)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Loads the user image (libos + apps) into ring-3 pages and publishes the info page.
+//!
+//! Each `PT_LOAD` segment is copied into fresh frames mapped at its link address with the
+//! permissions its flags give (R, RX or RW; W+X is refused by the parser). One copy of the code
+//! serves every app.
+
+use crate::mm::{self, MapError, UserAccess};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use lite_abi::bundle::Bundle;
+use lite_abi::elf::{ElfError, Segment, UserImage};
+use lite_abi::layout::{
+    AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, INFO_PAGE_BYTES, InfoPage, MAX_APPS,
+};
+
+/// Why the user image could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    Elf(ElfError),
+    Map(MapError),
+    /// App `index` asks for a stack the slot layout cannot hold.
+    BadSlot {
+        index: usize,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Elf(error) => write!(f, "{error}"),
+            LoadError::Map(error) => write!(f, "{error}"),
+            LoadError::BadSlot { index } => write!(f, "app {index} does not fit its slot"),
+        }
+    }
+}
+
+/// The loaded image: where to enter it, and each app's slot.
+pub struct LoadedImage {
+    pub entry: u64,
+    pub slots: Vec<AppSlot>,
+}
+
+pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> {
+    let image = UserImage::parse(bundle.elf()).map_err(LoadError::Elf)?;
+    for segment in image.segments() {
+        load_segment(&image, &segment).map_err(LoadError::Map)?;
+    }
+    let mut info = Box::new(InfoPage {
+        magic: INFO_MAGIC,
+        tsc_hz,
+        boot_tsc: crate::timer::rdtsc(),
+        app_count: bundle.app_count() as u64,
+        apps: [AppInfo::EMPTY; MAX_APPS],
+    });
+    let mut slots = Vec::with_capacity(bundle.app_count());
+    for (index, spec) in bundle.apps().enumerate() {
+        let slot = AppSlot::new(index, spec.stack_bytes).ok_or(LoadError::BadSlot { index })?;
+        info.apps[index] = AppInfo {
+            name: lite_abi::encode_name(spec.name).ok_or(LoadError::BadSlot { index })?,
+            program: lite_abi::encode_name(spec.program).ok_or(LoadError::BadSlot { index })?,
+            heap_base: slot.heap_base,
+            heap_bytes: spec.heap_bytes,
+            log_level: u64::from(spec.log_level),
+        };
+        slots.push(slot);
+    }
+    // SAFETY: `InfoPage` is `repr(C)` plain data (integers and byte arrays, no padding that
+    // matters to the reader), so viewing it as bytes for the copy is sound.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            (&*info as *const InfoPage).cast::<u8>(),
+            core::mem::size_of::<InfoPage>(),
+        )
+    };
+    mm::map_user(
+        INFO_PAGE_ADDR,
+        INFO_PAGE_BYTES,
+        UserAccess::ReadOnly,
+        |page, contents| {
+            let offset = (page - INFO_PAGE_ADDR) as usize;
+            if offset < bytes.len() {
+                let part = &bytes[offset..bytes.len().min(offset + 4096)];
+                contents[..part.len()].copy_from_slice(part);
+            }
+        },
+    )
+    .map_err(LoadError::Map)?;
+    Ok(LoadedImage {
+        entry: image.entry(),
+        slots,
+    })
+}
+
+fn load_segment(image: &UserImage<'_>, segment: &Segment) -> Result<(), MapError> {
+    let access = match (segment.writable, segment.executable) {
+        (true, _) => UserAccess::ReadWrite,
+        (false, true) => UserAccess::ReadExecute,
+        (false, false) => UserAccess::ReadOnly,
+    };
+    let data = image.file_bytes(segment);
+    let data_start = segment.vaddr;
+    let data_end = segment.vaddr + data.len() as u64;
+    let first = segment.first_page();
+    mm::map_user(
+        first,
+        segment.end_page() - first,
+        access,
+        |page, contents| {
+            let from = page.max(data_start);
+            let to = (page + 4096).min(data_end);
+            if from < to {
+                let source = &data[(from - data_start) as usize..(to - data_start) as usize];
+                contents[(from - page) as usize..(to - page) as usize].copy_from_slice(source);
+            }
+        },
+    )
+}

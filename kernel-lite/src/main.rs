@@ -1,0 +1,90 @@
+//! kernel-lite: the only privileged code of the library OS.
+//!
+//! It does what ring 3 cannot: set up the CPU (GDT, TSS, IDT, protection features), build the
+//! one address space (kernel-lite supervisor-only in the upper half, the user image and the apps'
+//! slots in the lower half), take interrupts and exceptions, switch between apps, and answer the
+//! small numbered kcall table. Everything an app uses day to day — heap, clock, console
+//! formatting, and later the network stack and file system — lives in libos, in ring 3.
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+extern crate alloc;
+
+mod apps;
+mod console;
+mod cpu;
+mod interrupts;
+mod kcall;
+mod loader;
+mod machine;
+mod mm;
+mod timer;
+
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::{BootInfo, entry_point};
+use lite_abi::bundle::Bundle;
+use lite_abi::exit::ImageOutcome;
+
+/// Everything the bootloader maps for us goes into the upper half, so the lower half is free
+/// for ring 3 alone.
+const BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(0xffff_8000_0000_0000);
+    config.kernel_stack_size = 128 * 1024;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    console::init();
+    kprintln!("kernel-lite: starting");
+    cpu::init();
+    interrupts::init();
+    let features = cpu::enable_protection();
+    kprintln!("kernel-lite: cpu protection: {features}");
+
+    let physical_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .unwrap_or_else(|| machine::halt_with(ImageOutcome::KernelPanic, "no physical memory map"));
+    // SAFETY: the bootloader maps all physical memory at this offset (BOOTLOADER_CONFIG asks for
+    // it), the memory map describes this machine, and nothing else has allocated frames yet.
+    unsafe { mm::init(physical_offset, &boot_info.memory_regions) };
+    cpu::install_fault_stacks();
+
+    let ramdisk = match boot_info.ramdisk_addr.into_option() {
+        // SAFETY: the bootloader mapped the ramdisk at this address with this length, read-only
+        // to us and never reused, for the whole life of the kernel.
+        Some(addr) => unsafe {
+            core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize)
+        },
+        None => machine::halt_with(ImageOutcome::KernelPanic, "no boot bundle in the ramdisk"),
+    };
+    let bundle = Bundle::parse(ramdisk).unwrap_or_else(|error| {
+        kprintln!("kernel-lite: boot bundle refused: {error}");
+        machine::halt_with(ImageOutcome::KernelPanic, "bad boot bundle")
+    });
+
+    let tsc_hz = timer::init();
+    kprintln!(
+        "kernel-lite: TSC {} MHz, timer {} Hz",
+        tsc_hz / 1_000_000,
+        timer::TICK_HZ
+    );
+    kcall::init();
+
+    let image = loader::load(&bundle, tsc_hz).unwrap_or_else(|error| {
+        kprintln!("kernel-lite: user image refused: {error}");
+        machine::halt_with(ImageOutcome::KernelPanic, "bad user image")
+    });
+    apps::run(&bundle, image)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    kprintln!("kernel-lite: PANIC: {info}");
+    machine::exit(ImageOutcome::KernelPanic)
+}

@@ -1,0 +1,62 @@
+//! Finding the running app's context: kernel-lite points the FS base at it on every switch.
+
+use crate::console::LineBuffer;
+use crate::rt::AppContext;
+use core::sync::atomic::AtomicUsize;
+use linked_list_allocator::Heap;
+use lite_abi::layout::AppInfo;
+use spin::Mutex;
+
+/// The info record of app `index`, if the bundle has that many apps.
+pub fn app_info(index: usize) -> Option<&'static AppInfo> {
+    let page = super::info_page();
+    if index as u64 >= page.app_count {
+        return None;
+    }
+    page.apps.get(index)
+}
+
+/// Builds the app's context at the start of its heap region (where kernel-lite pointed FS) and
+/// gives it the rest of the region as its heap.
+pub fn install_context(index: usize, info: &AppInfo) {
+    let context_bytes = core::mem::size_of::<AppContext>().next_multiple_of(64) as u64;
+    assert!(
+        info.heap_bytes > context_bytes,
+        "heap too small for the app context"
+    );
+    let context = AppContext {
+        self_address: info.heap_base,
+        index,
+        name: info.name,
+        log_level: crate::logger::level_filter(info.log_level),
+        console: Mutex::new(LineBuffer::new()),
+        heap: Mutex::new(Heap::empty()),
+        failed_allocation: AtomicUsize::new(0),
+    };
+    let at = info.heap_base as *mut AppContext;
+    // SAFETY: kernel-lite mapped `heap_bytes` writable bytes at `heap_base` for this app alone,
+    // the context fits (checked above), and nothing has used the region yet.
+    unsafe { at.write(context) };
+    let heap_start = (info.heap_base + context_bytes) as *mut u8;
+    // SAFETY: the heap covers the rest of the app's region, which nothing else uses, and lives
+    // as long as the app.
+    unsafe {
+        (*at)
+            .heap
+            .lock()
+            .init(heap_start, (info.heap_bytes - context_bytes) as usize)
+    };
+}
+
+/// The running app's context.
+#[inline]
+pub fn current_context() -> &'static AppContext {
+    let address: u64;
+    // SAFETY: kernel-lite sets the FS base to the running app's context before it enters ring 3,
+    // and `install_context` wrote the context's own address as its first word before any caller
+    // could get here. Reading `fs:0` has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, fs:[0]", out(reg) address, options(nostack, readonly, preserves_flags));
+        &*(address as *const AppContext)
+    }
+}

@@ -1,0 +1,38 @@
+//! Deliberate faults, for the tests that show kernel-lite contains them. Each of these ends the
+//! calling app; none can harm kernel-lite or another app.
+
+/// A fixed address inside kernel-lite's own (supervisor-only) region: its heap.
+pub const KERNEL_LITE_ADDRESS: u64 = 0xffff_ff00_0000_0000;
+
+/// Writes to kernel-lite's memory: a page fault (protection violation, user mode, write).
+pub fn write_kernel_memory() -> ! {
+    // SAFETY: deliberately unsound: the page is supervisor-only, so the CPU refuses the write
+    // with a page fault and kernel-lite ends this app; no byte is ever written.
+    unsafe { core::ptr::write_volatile(KERNEL_LITE_ADDRESS as *mut u64, 0xbad) };
+    unreachable!("a ring-3 write to kernel-lite memory returned");
+}
+
+/// A privileged instruction that ring 3 may not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivilegedInstruction {
+    Hlt,
+    Cli,
+    /// `mov cr3, rax`: switching page tables.
+    MovCr3,
+}
+
+/// Runs a privileged instruction in ring 3: a general protection fault.
+pub fn run_privileged(instruction: PrivilegedInstruction) -> ! {
+    // SAFETY: each instruction is privileged, so in ring 3 the CPU raises #GP before it has any
+    // effect and kernel-lite ends this app.
+    unsafe {
+        match instruction {
+            PrivilegedInstruction::Hlt => core::arch::asm!("hlt", options(nomem, nostack)),
+            PrivilegedInstruction::Cli => core::arch::asm!("cli", options(nomem, nostack)),
+            PrivilegedInstruction::MovCr3 => {
+                core::arch::asm!("xor eax, eax", "mov cr3, rax", out("rax") _, options(nostack))
+            }
+        }
+    }
+    unreachable!("a privileged instruction ran in ring 3");
+}

@@ -1,0 +1,49 @@
+//! The only part of libos that uses `unsafe` or traps: kcalls, the TSC, the info page, the
+//! per-app context behind the FS base, the heap router, the panic handler, and the deliberate
+//! faults the containment tests need. Built for `x86_64-unknown-none` only.
+#![cfg(target_os = "none")]
+
+mod context;
+mod entry;
+mod heap;
+mod kcall;
+pub mod misbehave;
+mod panic;
+
+pub use context::{app_info, current_context, install_context};
+pub use kcall::{console_write, exit, null_kcall, raw_kcall, wait_until, yield_now};
+
+use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};
+
+/// Reads the time-stamp counter (no trap: kernel-lite leaves CR4.TSD clear).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is available on every x86-64 CPU, allowed in ring 3 here, and has no side
+    // effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The info page kernel-lite published before any app ran.
+pub fn info_page() -> &'static InfoPage {
+    // SAFETY: kernel-lite maps the info page read-only at INFO_PAGE_ADDR for every app before
+    // entering the image and never changes or unmaps it; `InfoPage` is plain `repr(C)` data.
+    let page = unsafe { &*(INFO_PAGE_ADDR as *const InfoPage) };
+    debug_assert_eq!(page.magic, INFO_MAGIC);
+    page
+}
+
+/// TSC ticks per second, as calibrated by kernel-lite.
+#[inline]
+pub fn tsc_hz() -> u64 {
+    info_page().tsc_hz
+}
+
+/// The privilege level the code runs at, read from CS (3 for every app).
+pub fn privilege_level() -> u8 {
+    let cs: u16;
+    // SAFETY: reading CS has no side effects.
+    unsafe {
+        core::arch::asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags))
+    };
+    (cs & 3) as u8
+}

@@ -1,0 +1,143 @@
+//! `cargo xtask`: build | run | image | test | bench.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use xtask::bundle::{self, Manifest};
+use xtask::image::{self, Firmware};
+use xtask::qemu::{self, Profile, RunOptions};
+
+#[derive(Parser)]
+#[command(about = "Build, boot, test and benchmark the library OS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(clap::Args, Clone)]
+struct BundleChoice {
+    /// The bundle to build: a name under apps/bundles or tests/bundles.
+    #[arg(long, default_value = "default", conflicts_with = "manifest")]
+    bundle: String,
+    /// A bundle manifest file anywhere.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+impl BundleChoice {
+    fn load(&self) -> anyhow::Result<Manifest> {
+        let path = match &self.manifest {
+            Some(path) => path.clone(),
+            None => bundle::find(&self.bundle)?,
+        };
+        bundle::load(&path)
+    }
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build kernel-lite and the bundle's user image.
+    Build {
+        #[command(flatten)]
+        bundle: BundleChoice,
+    },
+    /// Build and boot a bundle in QEMU, serial console on this terminal (Ctrl-A X quits).
+    Run {
+        #[command(flatten)]
+        bundle: BundleChoice,
+        /// Boot the UEFI image with OVMF instead of the BIOS image.
+        #[arg(long)]
+        uefi: bool,
+        /// Wait for GDB on localhost:1234 before the first instruction.
+        #[arg(long)]
+        gdb: bool,
+        /// Guest memory (QEMU's -m), overriding the machine profile.
+        #[arg(long)]
+        memory: Option<String>,
+    },
+    /// Write the BIOS and UEFI raw images and a qcow2 under target/images/BUNDLE/.
+    Image {
+        #[command(flatten)]
+        bundle: BundleChoice,
+    },
+    /// Run the host unit tests and the in-QEMU tests; ends with a pass/fail summary line.
+    Test,
+    /// Measure a libos call against a kcall round trip (cycles per operation).
+    Bench,
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Task::Build { bundle } => {
+            let manifest = bundle.load()?;
+            let out = xtask::target_dir().join("images").join(&manifest.name);
+            let built = xtask::compile::build_bundle(&manifest, &out)?;
+            println!("kernel-lite: {}", built.kernel.display());
+            println!("user image:  {}", built.user_image.display());
+            println!("boot bundle: {}", built.boot_bundle.display());
+            Ok(())
+        }
+        Task::Run {
+            bundle,
+            uefi,
+            gdb,
+            memory,
+        } => {
+            qemu::ensure_installed()?;
+            let manifest = bundle.load()?;
+            let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
+            let (built, disk) = xtask::boot_image(&manifest, firmware)?;
+            let profile = Profile::for_firmware(firmware)?;
+            let options = RunOptions {
+                interactive: true,
+                gdb,
+                memory,
+                ..RunOptions::default()
+            };
+            let mut command = qemu::command(&profile, &disk, &options)?;
+            eprintln!(
+                "xtask: booting bundle '{}' ({} app(s)) on {} [{}]; Ctrl-A X quits",
+                manifest.name,
+                manifest.apps.len(),
+                profile.description,
+                qemu::accelerator()
+            );
+            if gdb {
+                eprintln!(
+                    "xtask: QEMU waits for GDB; attach with:\n  gdb {} -ex 'target remote localhost:1234'",
+                    built.kernel.display()
+                );
+            }
+            let status = command.status().context("starting qemu-system-x86_64")?;
+            match status
+                .code()
+                .and_then(lite_abi::exit::ImageOutcome::from_qemu_exit_status)
+            {
+                Some(lite_abi::exit::ImageOutcome::AllAppsSucceeded) => Ok(()),
+                Some(outcome) => bail!("the image ended with {outcome:?}"),
+                None if status.success() => Ok(()), // quit from the monitor (Ctrl-A X)
+                None => bail!("QEMU exited with {status}"),
+            }
+        }
+        Task::Image { bundle } => {
+            let manifest = bundle.load()?;
+            let (built, bios) = xtask::boot_image(&manifest, Firmware::Bios)?;
+            let uefi = image::disk_image(&built, Firmware::Uefi)?;
+            let qcow2 = image::qcow2(&bios)?;
+            for path in [bios, uefi, qcow2] {
+                let bytes = std::fs::metadata(&path)?.len();
+                println!("{} ({} KiB)", path.display(), bytes / 1024);
+            }
+            Ok(())
+        }
+        Task::Test => xtask::test::run(),
+        Task::Bench => xtask::bench::run(),
+    }
+}

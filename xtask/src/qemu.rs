@@ -1,0 +1,232 @@
+//! QEMU: machine profiles (data under `qemu/`), installing QEMU when missing, and running an
+//! image either on the terminal or with its serial output captured for a test.
+
+use crate::image::Firmware;
+use anyhow::{Context, bail};
+use lite_abi::exit::ImageOutcome;
+use serde::Deserialize;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A machine profile, read from `qemu/NAME.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub description: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory: String,
+    pub firmware: String,
+    #[serde(default)]
+    pub ovmf: Vec<PathBuf>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Profile {
+    /// Loads `qemu/NAME.toml`.
+    pub fn load(name: &str) -> anyhow::Result<Profile> {
+        let path = crate::workspace_root()
+            .join("qemu")
+            .join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading QEMU profile {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("QEMU profile {}", path.display()))
+    }
+
+    /// The profile for `firmware`: `q35-bios` or `q35-uefi`.
+    pub fn for_firmware(firmware: Firmware) -> anyhow::Result<Profile> {
+        Profile::load(match firmware {
+            Firmware::Bios => "q35-bios",
+            Firmware::Uefi => "q35-uefi",
+        })
+    }
+
+    pub fn firmware(&self) -> anyhow::Result<Firmware> {
+        match self.firmware.as_str() {
+            "bios" => Ok(Firmware::Bios),
+            "uefi" => Ok(Firmware::Uefi),
+            other => bail!("QEMU profile firmware '{other}' is neither bios nor uefi"),
+        }
+    }
+}
+
+/// How QEMU accelerates: TCG unless `LIBOS_QEMU_ACCEL` says otherwise (KVM where it works).
+pub fn accelerator() -> String {
+    std::env::var("LIBOS_QEMU_ACCEL").unwrap_or_else(|_| "tcg".to_owned())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Makes sure `qemu-system-x86_64` (and OVMF for UEFI) is there: installs the Debian packages
+/// when running as root, otherwise says what to run.
+pub fn ensure_installed() -> anyhow::Result<()> {
+    let ovmf_present = Path::new("/usr/share/ovmf/OVMF.fd").exists()
+        || Path::new("/usr/share/qemu/OVMF.fd").exists();
+    if have("qemu-system-x86_64") && ovmf_present {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "QEMU or OVMF is missing: run `sudo apt-get install qemu-system-x86 ovmf` and try again"
+        );
+    }
+    eprintln!("xtask: installing qemu-system-x86 and ovmf with apt-get");
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 ovmf qemu-utils",
+        ])
+        .status()
+        .context("running apt-get")?;
+    if !status.success() || !have("qemu-system-x86_64") {
+        bail!("installing QEMU with apt-get failed ({status})");
+    }
+    Ok(())
+}
+
+/// Options of one QEMU run beyond the profile.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Serial on the terminal with QEMU's monitor multiplexed (Ctrl-A X quits).
+    pub interactive: bool,
+    /// Wait for GDB on :1234 before the first instruction.
+    pub gdb: bool,
+    /// `-icount shift=0`: the guest TSC counts instructions (for cycle benchmarks).
+    pub icount: bool,
+    /// Overrides the profile's memory size (`-m`).
+    pub memory: Option<String>,
+}
+
+/// The QEMU command line that boots `image` on `profile`.
+pub fn command(profile: &Profile, image: &Path, options: &RunOptions) -> anyhow::Result<Command> {
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-machine", &profile.machine])
+        .args(["-cpu", &profile.cpu])
+        .args(["-m", options.memory.as_deref().unwrap_or(&profile.memory)])
+        .args(["-accel", &accelerator()])
+        .arg("-drive")
+        .arg(format!("format=raw,file={}", image.display()));
+    if profile.firmware()? == Firmware::Uefi {
+        let ovmf = profile
+            .ovmf
+            .iter()
+            .find(|path| path.exists())
+            .with_context(|| {
+                format!(
+                    "no OVMF firmware found (looked for {:?}); install the `ovmf` package",
+                    profile.ovmf
+                )
+            })?;
+        command.arg("-bios").arg(ovmf);
+    }
+    command.args(&profile.args);
+    command.args([
+        "-serial",
+        if options.interactive {
+            "mon:stdio"
+        } else {
+            "stdio"
+        },
+    ]);
+    if options.icount {
+        command.args(["-icount", "shift=0"]);
+    }
+    if options.gdb {
+        command.args(["-s", "-S"]);
+    }
+    Ok(command)
+}
+
+/// What a captured run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// QEMU's exit status, `None` when it was killed.
+    pub status: Option<i32>,
+    /// What the image said about how it ended (via isa-debug-exit).
+    pub outcome: Option<ImageOutcome>,
+    /// Everything on the serial console.
+    pub serial: String,
+    pub timed_out: bool,
+    pub wall: Duration,
+}
+
+/// Runs QEMU with the serial console captured, killing it after `timeout`.
+pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<RunOutput> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let captured = Arc::clone(&captured);
+        readers.push(std::thread::spawn(move || {
+            let mut stream = stream;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                captured.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        }));
+    }
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if started.elapsed() > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let serial = String::from_utf8_lossy(&captured.lock().unwrap()).into_owned();
+    Ok(RunOutput {
+        status,
+        outcome: status.and_then(ImageOutcome::from_qemu_exit_status),
+        serial,
+        timed_out,
+        wall: started.elapsed(),
+    })
+}

@@ -84,6 +84,11 @@ fn on_exception(
         cr2: (vector == 14).then(Cr2::read_raw),
     };
     if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {
+        if let (Some(address), Some(code)) = (exception.cr2, error_code)
+            && apps::handle_user_page_fault(address, code)
+        {
+            return;
+        }
         apps::end_current_for_exception(&exception);
     }
     kprintln!("kernel-lite: FATAL: {exception} in kernel-lite");

@@ -115,6 +115,18 @@ extern "C" fn dispatch(frame: &mut KcallFrame) {
     };
 }
 
+/// Copies an app's buffer in, mapping on demand any page of its stack or heap it has not
+/// touched yet (it reads as zeros, as it would in ring 3).
+fn copy_in(address: u64, out: &mut [u8]) -> Result<(), KcallError> {
+    loop {
+        match mm::copy_from_user(address, out) {
+            Ok(()) => return Ok(()),
+            Err(mm::UserCopyError::NotMapped(page)) if apps::map_for_kernel(page) => continue,
+            Err(_) => return Err(KcallError::BadAddress),
+        }
+    }
+}
+
 fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
     match kcall {
         Kcall::Null => Ok(0),
@@ -124,9 +136,7 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
                 return Err(KcallError::BadArgument);
             }
             let mut buffer = [0u8; CONSOLE_WRITE_MAX];
-            if !mm::copy_from_user(frame.rdi, &mut buffer[..len]) {
-                return Err(KcallError::BadAddress);
-            }
+            copy_in(frame.rdi, &mut buffer[..len])?;
             apps::console_write(&buffer[..len]);
             Ok(len as u64)
         }
@@ -143,10 +153,11 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
             let kind = ReportedFault::from_number(frame.rdi).ok_or(KcallError::BadArgument)?;
             let mut message = [0u8; 512];
             let len = (frame.rdx as usize).min(message.len());
-            if !mm::copy_from_user(frame.rsi, &mut message[..len]) {
-                return Err(KcallError::BadAddress);
-            }
-            let text = core::str::from_utf8(&message[..len]).unwrap_or("(message not UTF-8)");
+            copy_in(frame.rsi, &mut message[..len])?;
+            let text = match core::str::from_utf8(&message[..len]) {
+                Ok(text) => text,
+                Err(error) => core::str::from_utf8(&message[..error.valid_up_to()]).unwrap_or(""),
+            };
             apps::end_current_for_report(kind, text)
         }
     }

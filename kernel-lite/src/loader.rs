@@ -10,9 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use lite_abi::bundle::Bundle;
 use lite_abi::elf::{ElfError, Segment, UserImage};
-use lite_abi::layout::{
-    AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, INFO_PAGE_BYTES, InfoPage, MAX_APPS,
-};
+use lite_abi::layout::{AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, InfoPage, info_bytes};
 
 /// Why the user image could not be loaded.
 #[derive(Debug)]
@@ -46,13 +44,16 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
     for segment in image.segments() {
         load_segment(&image, &segment).map_err(LoadError::Map)?;
     }
-    let mut info = Box::new(InfoPage {
-        magic: INFO_MAGIC,
-        tsc_hz,
-        boot_tsc: crate::timer::rdtsc(),
-        app_count: bundle.app_count() as u64,
-        apps: [AppInfo::EMPTY; MAX_APPS],
-    });
+    // Built on the heap: with MAX_APPS records it is far larger than is wise on a stack.
+    let mut info: Box<InfoPage> = {
+        let zeroed = Box::<InfoPage>::new_zeroed();
+        // SAFETY: `InfoPage` is integers and byte arrays only, for which all zeros is valid.
+        unsafe { zeroed.assume_init() }
+    };
+    info.magic = INFO_MAGIC;
+    info.tsc_hz = tsc_hz;
+    info.boot_tsc = crate::timer::rdtsc();
+    info.app_count = bundle.app_count() as u64;
     let mut slots = Vec::with_capacity(bundle.app_count());
     for (index, spec) in bundle.apps().enumerate() {
         let slot = AppSlot::new(index, spec.stack_bytes).ok_or(LoadError::BadSlot { index })?;
@@ -75,7 +76,7 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
     };
     mm::map_user(
         INFO_PAGE_ADDR,
-        INFO_PAGE_BYTES,
+        info_bytes(bundle.app_count()),
         UserAccess::ReadOnly,
         |page, contents| {
             let offset = (page - INFO_PAGE_ADDR) as usize;

@@ -12,6 +12,7 @@ const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_PIT_TICKS: u64 = PIT_HZ / 20;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
@@ -22,6 +23,7 @@ pub fn rdtsc() -> u64 {
 /// Calibrates the TSC and starts the periodic timer; returns TSC ticks per second.
 pub fn init() -> u64 {
     let tsc_hz = calibrate_tsc();
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     let divisor = (PIT_HZ / TICK_HZ) as u16;
     let mut command = Port::<u8>::new(0x43);
     let mut channel0 = Port::<u8>::new(0x40);
@@ -61,6 +63,11 @@ fn calibrate_tsc() -> u64 {
         gate.write(value & !0x01);
         elapsed * PIT_HZ / CALIBRATION_PIT_TICKS
     }
+}
+
+/// TSC ticks per millisecond.
+pub fn tsc_per_ms() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed) / 1000
 }
 
 /// Called on every timer interrupt.

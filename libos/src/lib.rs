@@ -14,12 +14,15 @@
 extern crate alloc;
 
 pub mod console;
+pub mod io;
 pub mod logger;
+pub mod mem;
 #[cfg(target_os = "none")]
 pub mod process;
 pub mod rt;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod task;
 #[cfg(target_os = "none")]
 pub mod thread;
 pub mod time;

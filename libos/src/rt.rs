@@ -6,7 +6,7 @@
 //! region, where the FS base points, finds the app's program by name and runs it.
 
 use crate::console::LineBuffer;
-use linked_list_allocator::Heap;
+use crate::mem::AppHeap;
 use log::LevelFilter;
 use spin::Mutex;
 
@@ -32,10 +32,18 @@ pub struct AppContext {
     pub(crate) name: [u8; lite_abi::layout::NAME_LEN],
     pub(crate) log_level: LevelFilter,
     pub(crate) console: Mutex<LineBuffer>,
-    pub(crate) heap: Mutex<Heap>,
-    /// Size of the last allocation that failed, so a panic that follows is reported as running
-    /// out of memory; cleared by any allocation that succeeds.
-    pub(crate) failed_allocation: core::sync::atomic::AtomicUsize,
+    pub(crate) heap: Mutex<AppHeap>,
+    /// Made on first use (it allocates, so the heap must exist first).
+    #[cfg(target_os = "none")]
+    pub(crate) executor: core::cell::OnceCell<crate::task::Executor<crate::task::SystemClock>>,
+}
+
+/// An app's heap usage, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUsage {
+    pub used: usize,
+    pub peak: usize,
+    pub size: usize,
 }
 
 impl AppContext {
@@ -49,10 +57,21 @@ impl AppContext {
         self.index
     }
 
-    /// Bytes of the app's heap in use and in all.
-    pub fn heap_usage(&self) -> (usize, usize) {
+    /// The app's heap: in use, at peak, and in all.
+    pub fn heap_usage(&self) -> HeapUsage {
         let heap = self.heap.lock();
-        (heap.used(), heap.size())
+        HeapUsage {
+            used: heap.used(),
+            peak: heap.peak(),
+            size: heap.size(),
+        }
+    }
+
+    /// The app's executor (see [`crate::task`]).
+    #[cfg(target_os = "none")]
+    pub fn executor(&self) -> &crate::task::Executor<crate::task::SystemClock> {
+        self.executor
+            .get_or_init(|| crate::task::Executor::new(crate::task::SystemClock))
     }
 }
 

@@ -13,6 +13,18 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fault-stack-overflow", "selftest"),
     ("fault-panic", "selftest"),
     ("call-bench", "bench"),
+    ("crash-panic", "selftest"),
+    ("crash-page-fault", "selftest"),
+    ("crash-general-protection", "selftest"),
+    ("crash-invalid-opcode", "selftest"),
+    ("crash-stack-overflow", "selftest"),
+    ("crash-out-of-memory", "selftest"),
+    ("crash-holding-lock", "selftest"),
+    ("fill", "selftest"),
+    ("spinner", "selftest"),
+    ("sleeper", "selftest"),
+    ("counter", "demo"),
+    ("quiet-worker", "demo"),
 ];
 
 /// The image feature that provides `program`, if any does.

@@ -33,7 +33,11 @@ mod tests {
     fn apps_contain_no_unsafe() {
         for path in rust_files("apps") {
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(!text.contains("unsafe"), "{} mentions unsafe", relative(&path));
+            assert!(
+                !text.contains("unsafe"),
+                "{} mentions unsafe",
+                relative(&path)
+            );
         }
     }
 
@@ -100,9 +104,15 @@ mod tests {
         let root = crate::workspace_root();
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         for command in ["cargo xtask run", "cargo xtask test", "cargo xtask bench"] {
-            assert!(readme.contains(command), "README.md does not mention `{command}`");
+            assert!(
+                readme.contains(command),
+                "README.md does not mention `{command}`"
+            );
         }
         let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
-        assert!(ci.contains("\ncargo xtask test"), ".ci/run does not run `cargo xtask test`");
+        assert!(
+            ci.contains("\ncargo xtask test"),
+            ".ci/run does not run `cargo xtask test`"
+        );
     }
 }

@@ -17,10 +17,12 @@ pub fn main() -> i32 {
     );
     let squares: Vec<u64> = (1..=1000).map(|n| n * n).collect();
     let sum: u64 = squares.iter().sum();
-    let (used, size) = rt::current().heap_usage();
+    let heap = rt::current().heap_usage();
     println!(
-        "allocated {} squares (sum {sum}); heap {used} of {size} bytes in use",
-        squares.len()
+        "allocated {} squares (sum {sum}); heap {} of {} bytes in use",
+        squares.len(),
+        heap.used,
+        heap.size
     );
     thread::sleep(Duration::from_millis(10));
     log::info!(

@@ -5,9 +5,10 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use libos::sys::misbehave::{self, PrivilegedInstruction};
 use libos::time::{Duration, Instant};
-use libos::{println, sys, thread};
+use libos::{println, rt, sys, thread};
 use lite_abi::kcall::{Kcall, KcallError};
 
 fn check(what: &str, ok: bool) -> bool {
@@ -94,4 +95,101 @@ fn recurse(depth: u64) -> u64 {
 pub fn fault_panic() -> i32 {
     let reason = core::hint::black_box("a deliberate panic");
     panic!("{reason}");
+}
+
+/// How long a crasher lets its neighbours run before it faults.
+const CRASH_AFTER: Duration = Duration::from_millis(150);
+
+fn crash_soon(what: &str) {
+    println!("will crash by {what} in {} ms", CRASH_AFTER.as_millis());
+    thread::sleep(CRASH_AFTER);
+}
+
+pub fn crash_panic() -> i32 {
+    crash_soon("panic");
+    fault_panic()
+}
+
+pub fn crash_page_fault() -> i32 {
+    crash_soon("page fault");
+    misbehave::write_unmapped_memory()
+}
+
+pub fn crash_general_protection() -> i32 {
+    crash_soon("general protection fault");
+    misbehave::run_privileged(PrivilegedInstruction::Hlt)
+}
+
+pub fn crash_invalid_opcode() -> i32 {
+    crash_soon("invalid opcode");
+    misbehave::invalid_opcode()
+}
+
+pub fn crash_stack_overflow() -> i32 {
+    crash_soon("stack overflow");
+    fault_stack_overflow()
+}
+
+/// Allocates until the heap quota is exhausted.
+pub fn crash_out_of_memory() -> i32 {
+    crash_soon("running out of memory");
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(alloc::vec![0xa5; 64 * 1024]);
+    }
+}
+
+pub fn crash_holding_lock() -> i32 {
+    crash_soon("page fault while holding its console lock");
+    misbehave::fault_holding_console_lock()
+}
+
+/// Fills about three quarters of its heap with a pattern of its own, a chunk at a time, giving
+/// the CPU away between chunks so that another filler interleaves; then checks every byte.
+pub fn fill() -> i32 {
+    const CHUNK: usize = 64 * 1024;
+    let context = rt::current();
+    let seed = context.index() as u8 * 37 + 11;
+    let chunks = context.heap_usage().size * 3 / 4 / CHUNK;
+    let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(chunks);
+    for chunk in 0..chunks {
+        let byte = seed.wrapping_add(chunk as u8);
+        buffers.push(alloc::vec![byte; CHUNK]);
+        thread::yield_now();
+    }
+    let intact = buffers.iter().enumerate().all(|(chunk, buffer)| {
+        let byte = seed.wrapping_add(chunk as u8);
+        buffer.iter().all(|&b| b == byte)
+    });
+    let heap = context.heap_usage();
+    println!(
+        "filled {chunks} chunks of {CHUNK} bytes: {}; heap peak {} of {} bytes",
+        if intact { "all intact" } else { "CORRUPTED" },
+        heap.peak,
+        heap.size
+    );
+    if intact { 0 } else { 1 }
+}
+
+/// Spins for 1.5 s without ever blocking or yielding.
+pub fn spinner() -> i32 {
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < Duration::from_millis(1500) {
+        spins = core::hint::black_box(spins + 1);
+    }
+    println!("spun {spins} times");
+    0
+}
+
+/// Sleeps 10 ms twenty times and reports the worst overshoot.
+pub fn sleeper() -> i32 {
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let before = Instant::now();
+        thread::sleep(Duration::from_millis(10));
+        worst = worst.max(before.elapsed().saturating_sub(Duration::from_millis(10)));
+    }
+    println!("slept 20 times; max oversleep {} us", worst.as_micros());
+    0
 }

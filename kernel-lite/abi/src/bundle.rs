@@ -37,6 +37,35 @@ pub enum RestartPolicy {
     Always { limit: u16 },
 }
 
+/// First restart delay; each further restart doubles it, up to [`MAX_RESTART_BACKOFF_MS`].
+pub const FIRST_RESTART_BACKOFF_MS: u64 = 50;
+pub const MAX_RESTART_BACKOFF_MS: u64 = 2_000;
+
+impl RestartPolicy {
+    /// Whether an app that ended (`failed` or not) after `restarts` restarts so far comes back,
+    /// and after how many milliseconds: the back-off doubles with each restart.
+    pub fn next_restart(self, failed: bool, restarts: u16) -> Option<u64> {
+        let (wanted, limit) = match self {
+            RestartPolicy::Never => (false, 0),
+            RestartPolicy::OnFailure { limit } => (failed, limit),
+            RestartPolicy::Always { limit } => (true, limit),
+        };
+        if !wanted || restarts >= limit {
+            return None;
+        }
+        let doubling = 1u64 << restarts.min(16);
+        Some((FIRST_RESTART_BACKOFF_MS * doubling).min(MAX_RESTART_BACKOFF_MS))
+    }
+
+    /// The most restarts this policy allows.
+    pub fn limit(self) -> u16 {
+        match self {
+            RestartPolicy::Never => 0,
+            RestartPolicy::OnFailure { limit } | RestartPolicy::Always { limit } => limit,
+        }
+    }
+}
+
 /// One app of a bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppSpec<'a> {
@@ -277,6 +306,21 @@ mod tests {
             log_level: 3,
             restart: RestartPolicy::OnFailure { limit: 3 },
         }
+    }
+
+    #[test]
+    fn restart_policies_back_off_and_stop_at_their_limit() {
+        assert_eq!(RestartPolicy::Never.next_restart(true, 0), None);
+        let on_failure = RestartPolicy::OnFailure { limit: 3 };
+        assert_eq!(on_failure.next_restart(false, 0), None);
+        assert_eq!(on_failure.next_restart(true, 0), Some(50));
+        assert_eq!(on_failure.next_restart(true, 1), Some(100));
+        assert_eq!(on_failure.next_restart(true, 2), Some(200));
+        assert_eq!(on_failure.next_restart(true, 3), None);
+        let always = RestartPolicy::Always { limit: 100 };
+        assert_eq!(always.next_restart(false, 0), Some(50));
+        assert_eq!(always.next_restart(false, 60), Some(MAX_RESTART_BACKOFF_MS));
+        assert_eq!(always.next_restart(false, 100), None);
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub const USER_IMAGE_BASE: u64 = 0x40_0000;
 pub const USER_IMAGE_LIMIT: u64 = 0x1000_0000;
 /// The read-only info page(s), right above the image window.
 pub const INFO_PAGE_ADDR: u64 = 0x1000_0000;
-/// Size of the info area (two pages: a header and up to [`MAX_APPS`] app records).
-pub const INFO_PAGE_BYTES: u64 = 0x2000;
+/// Size of the info area reserved for a header and up to [`MAX_APPS`] app records; only the
+/// pages the bundle's apps need are mapped (see [`info_bytes`]).
+pub const INFO_PAGE_BYTES: u64 = 0x20_0000;
 /// Where app slot 0 starts.
 pub const APP_SLOTS_BASE: u64 = 0x100_0000_0000;
 /// Virtual space reserved per app (only what the quota allows is ever mapped).
@@ -23,7 +24,7 @@ pub const APP_SLOT_SIZE: u64 = 0x10_0000_0000;
 /// Bytes reserved for the stack part of a slot; the heap starts right after it.
 pub const APP_STACK_WINDOW: u64 = 0x4000_0000;
 /// The most apps one image runs.
-pub const MAX_APPS: usize = 64;
+pub const MAX_APPS: usize = 1024;
 /// Ring-3 mappings never reach this address: the top page of the lower half stays unmapped so a
 /// `sysret` can never return to a non-canonical address.
 pub const USER_TOP: u64 = 0x0000_7fff_ffff_0000;
@@ -118,6 +119,15 @@ impl AppInfo {
 }
 
 const _: () = assert!(core::mem::size_of::<InfoPage>() as u64 <= INFO_PAGE_BYTES);
+const _: () = assert!(
+    APP_SLOTS_BASE + MAX_APPS as u64 * APP_SLOT_SIZE <= USER_TOP && APP_SLOT_SIZE % (1 << 30) == 0
+);
+
+/// Bytes of the info page that hold the header and `app_count` records (page-rounded).
+pub const fn info_bytes(app_count: usize) -> u64 {
+    let header = core::mem::size_of::<InfoPage>() - MAX_APPS * core::mem::size_of::<AppInfo>();
+    ((header + app_count * core::mem::size_of::<AppInfo>()) as u64).next_multiple_of(PAGE_SIZE)
+}
 
 #[cfg(test)]
 mod tests {
@@ -131,6 +141,8 @@ mod tests {
         assert!(a.guard_page() >= APP_SLOTS_BASE);
         assert!(a.heap_base > a.stack_top);
         assert!(b.guard_page() >= a.heap_base + 1024 * 1024 * 1024);
+        assert_eq!(info_bytes(1), PAGE_SIZE);
+        assert!(info_bytes(MAX_APPS) >= core::mem::size_of::<InfoPage>() as u64);
         let last = AppSlot::new(MAX_APPS - 1, 1).unwrap();
         assert!(last.heap_base + APP_SLOT_SIZE - APP_STACK_WINDOW <= USER_TOP);
     }

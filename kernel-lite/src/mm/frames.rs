@@ -14,6 +14,7 @@ pub struct Frames {
     /// Frames returned by ended apps; empty until the kernel heap exists.
     free: Vec<PhysFrame>,
     in_use: u64,
+    peak: u64,
     total: u64,
 }
 
@@ -43,6 +44,7 @@ impl Frames {
             next: regions[0].0,
             free: Vec::new(),
             in_use: 0,
+            peak: 0,
             total,
         }
     }
@@ -68,6 +70,11 @@ impl Frames {
         self.in_use
     }
 
+    /// The most frames ever in use at once.
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+
     /// All usable frames of the machine.
     pub fn total(&self) -> u64 {
         self.total
@@ -80,6 +87,7 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         let frame = self.free.pop().or_else(|| self.fresh())?;
         self.in_use += 1;
+        self.peak = self.peak.max(self.in_use);
         Some(frame)
     }
 }

@@ -28,7 +28,7 @@ const KERNEL_STACKS_BASE: u64 = 0xffff_ff10_0000_0000;
 /// Each kernel stack gets this much virtual space: an unmapped guard page, then the stack.
 const KERNEL_STACK_SLOT: u64 = 64 * 1024;
 /// Bytes of one kernel stack (trap frames, kcall handling; no recursion).
-pub const KERNEL_STACK_BYTES: u64 = 32 * 1024;
+pub const KERNEL_STACK_BYTES: u64 = 16 * 1024;
 
 #[global_allocator]
 static KERNEL_HEAP: LockedHeap = LockedHeap::empty();
@@ -268,10 +268,65 @@ pub fn map_user(
     })
 }
 
-/// Unmaps ring-3 pages in `start..start + bytes` and returns their frames; unmapped pages in the
-/// range are skipped.
-pub fn unmap_user(start: u64, bytes: u64) {
-    with_memory(|memory| memory.unmap_range(start, bytes));
+/// Maps one fresh zeroed page for ring 3 at `address` (page-aligned): demand paging of an app's
+/// stack and heap within its quota.
+pub fn map_user_page(address: u64, access: UserAccess) -> Result<(), MapError> {
+    map_user(address, 4096, access, |_, _| {})
+}
+
+/// Unmaps everything ring 3 has in `start..start + bytes` (both 1 GiB-aligned: an app slot) and
+/// returns the frames, including those of the page tables that served only this range.
+pub fn release_user_range(start: u64, bytes: u64) {
+    const GIB: u64 = 1 << 30;
+    assert!(start % GIB == 0 && bytes % GIB == 0 && start + bytes <= USER_TOP);
+    with_memory(|memory| {
+        let offset = memory.physical_offset;
+        let table_at =
+            |frame: PhysFrame| (offset + frame.start_address().as_u64()) as *mut PageTable;
+        let mut released = alloc::vec::Vec::new();
+        let pml4 = memory.page_table.level_4_table_mut();
+        let mut address = start;
+        while address < start + bytes {
+            let p4 = (address >> 39) as usize & 511;
+            let p3 = (address >> 30) as usize & 511;
+            address += GIB;
+            let Ok(pdpt_frame) = pml4[p4].frame() else {
+                continue;
+            };
+            // SAFETY: every page-table frame is reachable through the physical-memory window and
+            // is only ever accessed behind the `MEMORY` lock, which we hold.
+            let pdpt = unsafe { &mut *table_at(pdpt_frame) };
+            let Ok(pd_frame) = pdpt[p3].frame() else {
+                continue;
+            };
+            // SAFETY: as above.
+            let pd = unsafe { &mut *table_at(pd_frame) };
+            for pd_entry in pd.iter_mut() {
+                let Ok(pt_frame) = pd_entry.frame() else {
+                    continue;
+                };
+                // SAFETY: as above.
+                let pt = unsafe { &mut *table_at(pt_frame) };
+                for pt_entry in pt.iter_mut() {
+                    if let Ok(frame) = pt_entry.frame() {
+                        released.push(frame);
+                    }
+                    pt_entry.set_unused();
+                }
+                released.push(pt_frame);
+                pd_entry.set_unused();
+            }
+            released.push(pd_frame);
+            pdpt[p3].set_unused();
+        }
+        // One CR3 reload flushes every non-global translation of the range at once.
+        x86_64::instructions::tlb::flush_all();
+        for frame in released {
+            // SAFETY: the frame backed a page or a page table of this range only; both are
+            // unmapped and flushed above, so nothing refers to it any more.
+            unsafe { memory.frames.deallocate_frame(frame) };
+        }
+    });
 }
 
 impl Memory {
@@ -294,15 +349,23 @@ impl Memory {
     }
 }
 
+/// Why a copy from ring-3 memory failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCopyError {
+    /// The range leaves the lower half (or wraps).
+    OutOfRange,
+    /// The page at this address is not mapped, or not for ring 3.
+    NotMapped(u64),
+}
+
 /// Copies ring-3 memory at `address..address + out.len()` into `out`, through the
 /// physical-memory window, after checking that every page is mapped for ring 3.
-/// Returns `false` (copying nothing useful) when any page is not.
-pub fn copy_from_user(address: u64, out: &mut [u8]) -> bool {
-    let Some(end) = address.checked_add(out.len() as u64) else {
-        return false;
-    };
+pub fn copy_from_user(address: u64, out: &mut [u8]) -> Result<(), UserCopyError> {
+    let end = address
+        .checked_add(out.len() as u64)
+        .ok_or(UserCopyError::OutOfRange)?;
     if end > USER_TOP {
-        return false;
+        return Err(UserCopyError::OutOfRange);
     }
     with_memory(|memory| {
         let mut done = 0usize;
@@ -314,10 +377,10 @@ pub fn copy_from_user(address: u64, out: &mut [u8]) -> bool {
                     offset,
                     flags,
                 } => (frame.start_address() + offset, flags),
-                _ => return false,
+                _ => return Err(UserCopyError::NotMapped(at)),
             };
             if !flags.contains(PageTableFlags::USER_ACCESSIBLE) {
-                return false;
+                return Err(UserCopyError::NotMapped(at));
             }
             let chunk = ((4096 - at % 4096) as usize).min(out.len() - done);
             let source = (memory.physical_offset + physical.as_u64()) as *const u8;
@@ -327,11 +390,23 @@ pub fn copy_from_user(address: u64, out: &mut [u8]) -> bool {
             unsafe { core::ptr::copy_nonoverlapping(source, out[done..].as_mut_ptr(), chunk) };
             done += chunk;
         }
-        true
+        Ok(())
     })
 }
 
-/// Physical frames in use and in all, for accounting.
-pub fn frame_usage() -> (u64, u64) {
-    with_memory(|memory| (memory.frames.in_use(), memory.frames.total()))
+/// Physical frames in use now, at most so far, and in all, for accounting.
+pub fn frame_usage() -> FrameUsage {
+    with_memory(|memory| FrameUsage {
+        in_use: memory.frames.in_use(),
+        peak: memory.frames.peak(),
+        total: memory.frames.total(),
+    })
+}
+
+/// See [`frame_usage`].
+#[derive(Debug, Clone, Copy)]
+pub struct FrameUsage {
+    pub in_use: u64,
+    pub peak: u64,
+    pub total: u64,
 }

@@ -1,9 +1,8 @@
 //! Finding the running app's context: kernel-lite points the FS base at it on every switch.
 
 use crate::console::LineBuffer;
+use crate::mem::AppHeap;
 use crate::rt::AppContext;
-use core::sync::atomic::AtomicUsize;
-use linked_list_allocator::Heap;
 use lite_abi::layout::AppInfo;
 use spin::Mutex;
 
@@ -24,28 +23,25 @@ pub fn install_context(index: usize, info: &AppInfo) {
         info.heap_bytes > context_bytes,
         "heap too small for the app context"
     );
+    let heap_start = (info.heap_base + context_bytes) as *mut core::mem::MaybeUninit<u8>;
+    // SAFETY: kernel-lite reserved `heap_bytes` bytes at `heap_base` for this app alone (mapped
+    // on first touch); the region past the context is used by nothing else and lives as long
+    // as the app.
+    let region = unsafe {
+        core::slice::from_raw_parts_mut(heap_start, (info.heap_bytes - context_bytes) as usize)
+    };
     let context = AppContext {
         self_address: info.heap_base,
         index,
         name: info.name,
         log_level: crate::logger::level_filter(info.log_level),
         console: Mutex::new(LineBuffer::new()),
-        heap: Mutex::new(Heap::empty()),
-        failed_allocation: AtomicUsize::new(0),
+        heap: Mutex::new(AppHeap::new(region)),
+        executor: core::cell::OnceCell::new(),
     };
-    let at = info.heap_base as *mut AppContext;
-    // SAFETY: kernel-lite mapped `heap_bytes` writable bytes at `heap_base` for this app alone,
-    // the context fits (checked above), and nothing has used the region yet.
-    unsafe { at.write(context) };
-    let heap_start = (info.heap_base + context_bytes) as *mut u8;
-    // SAFETY: the heap covers the rest of the app's region, which nothing else uses, and lives
-    // as long as the app.
-    unsafe {
-        (*at)
-            .heap
-            .lock()
-            .init(heap_start, (info.heap_bytes - context_bytes) as usize)
-    };
+    // SAFETY: the context fits before the heap region (checked above), at the start of the
+    // app's own region, which nothing has used yet.
+    unsafe { (info.heap_base as *mut AppContext).write(context) };
 }
 
 /// The running app's context.

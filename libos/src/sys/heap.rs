@@ -2,7 +2,6 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
-use core::sync::atomic::Ordering;
 
 struct AppHeapRouter;
 
@@ -11,29 +10,22 @@ struct AppHeapRouter;
 // app's objects never leave its own context (apps do not share heap objects).
 unsafe impl GlobalAlloc for AppHeapRouter {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let context = super::current_context();
-        match context.heap.lock().allocate_first_fit(layout) {
-            Ok(block) => {
-                context.failed_allocation.store(0, Ordering::Relaxed);
-                block.as_ptr()
-            }
-            Err(()) => {
-                context
-                    .failed_allocation
-                    .store(layout.size().max(1), Ordering::Relaxed);
-                null_mut()
-            }
-        }
+        super::current_context()
+            .heap
+            .lock()
+            .allocate(layout)
+            .map_or(null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(block) = NonNull::new(ptr) {
-            // SAFETY: the caller guarantees `ptr` came from `alloc` with this layout on this
-            // app's heap.
+            // SAFETY: the caller guarantees `ptr` came from `alloc` with this layout, and so
+            // from this app's heap.
             unsafe {
                 super::current_context()
                     .heap
                     .lock()
+                    .allocator()
                     .deallocate(block, layout)
             };
         }

@@ -36,3 +36,31 @@ pub fn run_privileged(instruction: PrivilegedInstruction) -> ! {
     }
     unreachable!("a privileged instruction ran in ring 3");
 }
+
+/// An address no app owns and kernel-lite never maps: touching it is a page fault on a page
+/// that is not present (the classic null-pointer dereference, just above address zero).
+pub const UNMAPPED_ADDRESS: u64 = 0x10;
+
+/// Writes to an unmapped address: a page fault (not present, user mode, write).
+pub fn write_unmapped_memory() -> ! {
+    // SAFETY: deliberately unsound: nothing is mapped there, so the CPU faults before any byte is
+    // written and kernel-lite ends this app.
+    unsafe { core::ptr::write_volatile(UNMAPPED_ADDRESS as *mut u64, 0xbad) };
+    unreachable!("a write to an unmapped address returned");
+}
+
+/// Executes `ud2`: an invalid-opcode exception.
+pub fn invalid_opcode() -> ! {
+    // SAFETY: `ud2` raises #UD before anything else happens; kernel-lite ends this app.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    unreachable!("ud2 returned");
+}
+
+/// Faults while holding the app's console lock, half-way through a line: kernel-lite must end
+/// the app without that lock (or anything else shared) wedging another app.
+pub fn fault_holding_console_lock() -> ! {
+    let context = super::current_context();
+    let mut console = context.console.lock();
+    console.push(b"half a line, then ", &mut |_: &[u8]| {});
+    write_unmapped_memory()
+}

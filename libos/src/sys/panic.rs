@@ -1,7 +1,6 @@
 //! A panic ends the app that panicked, reported with its name and where it panicked.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::Ordering;
 use lite_abi::kcall::ReportedFault;
 
 /// Formats into a fixed buffer on the stack (the heap may be what failed), cutting at its end.
@@ -29,10 +28,12 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         bytes: [0; 480],
         len: 0,
     };
+    // `try_lock`: a panic raised while the heap was locked must not wait on itself.
     let failed = super::current_context()
-        .failed_allocation
-        .load(Ordering::Relaxed);
-    let kind = if failed > 0 {
+        .heap
+        .try_lock()
+        .and_then(|heap| heap.failed_allocation());
+    let kind = if let Some(failed) = failed {
         let _ = write!(message, "allocation of {failed} bytes failed; ");
         ReportedFault::OutOfMemory
     } else {

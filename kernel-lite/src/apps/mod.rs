@@ -1,21 +1,25 @@
-//! App contexts: creation from the bundle, round-robin scheduling, blocking, and the end of an
-//! app (exit or fault) without disturbing the others.
+//! App contexts: creation from the bundle, round-robin scheduling, blocking, demand paging of
+//! each app's stack and heap, and the end of an app (exit or fault) — reported, its memory
+//! returned, its restart policy applied — without disturbing the others.
 //!
 //! Each app has its own kernel stack. A context switch saves the callee-saved registers on the
 //! current kernel stack and moves to another; the scheduler loop runs on the boot stack, so an
-//! ended app's stack is freed only once nothing runs on it.
+//! ended app's stacks and memory are freed only once nothing runs on them.
+
+mod accounting;
+mod app;
 
 use crate::interrupts::Exception;
 use crate::loader::LoadedImage;
-use crate::mm::{self, KernelStack, UserAccess};
-use crate::{cpu, kcall, kprintln, machine, timer};
+use crate::{cpu, kcall, kprintln, machine, mm, timer};
 use alloc::string::String;
 use alloc::vec::Vec;
+use app::{App, AppEnd, AppState};
 use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::bundle::Bundle;
 use lite_abi::exit::ImageOutcome;
-use lite_abi::kcall::{KCALL_COUNT, Kcall, ReportedFault};
-use lite_abi::layout::{AppSlot, INFO_PAGE_ADDR, MAX_APPS};
+use lite_abi::kcall::{Kcall, ReportedFault};
+use lite_abi::layout::{INFO_PAGE_ADDR, MAX_APPS};
 use spin::Mutex;
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::FsBase;
@@ -23,36 +27,13 @@ use x86_64::registers::model_specific::FsBase;
 /// Timer ticks an app runs before the next ready app gets the CPU.
 const QUANTUM_TICKS: u32 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AppState {
-    Ready,
-    Running,
-    Blocked { deadline_tsc: u64 },
-    Ended(AppEnd),
-}
-
-/// How an app ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnd {
-    Exited(i64),
-    Faulted,
-}
-
-struct App {
-    name: String,
-    slot: AppSlot,
-    heap_bytes: u64,
-    state: AppState,
-    kernel_stack: Option<KernelStack>,
-    at_line_start: bool,
-    kcalls: [u64; KCALL_COUNT],
-}
-
 struct Scheduler {
     apps: Vec<App>,
+    entry: u64,
     current: Option<usize>,
     last: usize,
     quantum_left: u32,
+    started_tsc: u64,
 }
 
 static SCHEDULER: Mutex<Option<Scheduler>> = Mutex::new(None);
@@ -117,11 +98,13 @@ unsafe extern "C" fn enter_user() {
     )
 }
 
-/// Lays out a new app's kernel stack so that switching to it enters `entry` in ring 3 with
-/// `rdi = index`, `rsi = INFO_PAGE_ADDR`, interrupts on, on the app's own stack.
-fn prepare_entry(stack: &KernelStack, index: usize, entry: u64, user_stack_top: u64) -> u64 {
+/// Gives `app` a fresh kernel stack laid out so that switching to it enters `entry` in ring 3
+/// with `rdi = index`, `rsi = INFO_PAGE_ADDR`, interrupts on, on the app's own stack (whose
+/// pages, like the heap's, are mapped when first touched).
+fn start(app: &mut App, entry: u64) {
+    let stack = mm::allocate_kernel_stack();
     let selectors = cpu::selectors();
-    let frame: [u64; 13] = [
+    let frame: [u64; 14] = [
         0, // r15
         0, // r14
         0, // r13
@@ -129,69 +112,40 @@ fn prepare_entry(stack: &KernelStack, index: usize, entry: u64, user_stack_top: 
         0, // rbx
         0, // rbp
         enter_user as *const () as usize as u64,
-        index as u64,
+        app.index as u64,
         INFO_PAGE_ADDR,
         entry,
         u64::from(selectors.user_code.0),
         0x202, // IF set
         // The ABI expects a return address slot at entry: RSP ≡ 8 (mod 16).
-        user_stack_top - 8,
+        app.slot.stack_top - 8,
+        u64::from(selectors.user_data.0),
     ];
-    let ss = u64::from(selectors.user_data.0);
-    let start = stack.top.as_u64() - 8 * (frame.len() as u64 + 1);
-    let words = start as *mut u64;
+    let start = stack.top.as_u64() - 8 * frame.len() as u64;
     // SAFETY: the kernel stack was just mapped for this app and nothing runs on it yet; the
     // frame fits far inside it.
-    unsafe {
-        core::ptr::copy_nonoverlapping(frame.as_ptr(), words, frame.len());
-        words.add(frame.len()).write(ss);
-    }
-    start
+    unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), start as *mut u64, frame.len()) };
+    APP_RSP[app.index].store(start, Ordering::Relaxed);
+    app.kernel_stack = Some(stack);
+    app.state = AppState::Ready;
 }
 
 /// Creates the bundle's apps and runs them until every one has ended; then ends the machine.
 pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
     let mut apps = Vec::with_capacity(bundle.app_count());
     for (index, spec) in bundle.apps().enumerate() {
-        let slot = image.slots[index];
-        let start = mm::map_user(
-            slot.stack_bottom,
-            slot.stack_top - slot.stack_bottom,
-            UserAccess::ReadWrite,
-            |_, _| {},
-        )
-        .and_then(|()| {
-            mm::map_user(
-                slot.heap_base,
-                spec.heap_bytes,
-                UserAccess::ReadWrite,
-                |_, _| {},
-            )
-        });
-        if let Err(error) = start {
-            kprintln!("kernel-lite: cannot start app '{}': {error}", spec.name);
-            machine::exit(ImageOutcome::KernelPanic);
-        }
-        let kernel_stack = mm::allocate_kernel_stack();
-        APP_RSP[index].store(
-            prepare_entry(&kernel_stack, index, image.entry, slot.stack_top),
-            Ordering::Relaxed,
-        );
-        apps.push(App {
-            name: String::from(spec.name),
-            slot,
-            heap_bytes: spec.heap_bytes,
-            state: AppState::Ready,
-            kernel_stack: Some(kernel_stack),
-            at_line_start: true,
-            kcalls: [0; KCALL_COUNT],
-        });
+        let mut app = App::new(index, &spec, image.slots[index]);
+        start(&mut app, image.entry);
+        apps.push(app);
     }
+    kprintln!("kernel-lite: started {} app(s)", apps.len());
     *SCHEDULER.lock() = Some(Scheduler {
         apps,
+        entry: image.entry,
         current: None,
         last: usize::MAX,
         quantum_left: QUANTUM_TICKS,
+        started_tsc: timer::rdtsc(),
     });
     scheduler_loop()
 }
@@ -199,7 +153,7 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
 fn scheduler_loop() -> ! {
     loop {
         let next = with_scheduler(|scheduler| {
-            scheduler.wake_sleepers(timer::rdtsc());
+            scheduler.wake_due(timer::rdtsc());
             let next = scheduler.pick_next()?;
             let app = &mut scheduler.apps[next];
             app.state = AppState::Running;
@@ -218,19 +172,22 @@ fn scheduler_loop() -> ! {
         });
         match next {
             Some(index) => {
-                // SAFETY: the app's saved stack pointer was prepared by `prepare_entry` or saved
-                // by `switch_context` when it last left the CPU; its stack is still mapped
-                // (stacks are freed only below, once an app has ended), and interrupts are off.
+                let switched_in = timer::rdtsc();
+                // SAFETY: the app's saved stack pointer was prepared by `start` or saved by
+                // `switch_context` when it last left the CPU; its stack is still mapped (stacks
+                // are freed only below, once an app has ended), and interrupts are off.
                 unsafe {
                     switch_context(
                         SCHEDULER_RSP.as_ptr(),
                         APP_RSP[index].load(Ordering::Relaxed),
                     )
                 };
+                let ran = timer::rdtsc() - switched_in;
                 with_scheduler(|scheduler| {
                     scheduler.current = None;
-                    if let AppState::Ended(_) = scheduler.apps[index].state {
-                        scheduler.reap(index);
+                    scheduler.apps[index].cpu_ticks += ran;
+                    if let AppState::Ended(end) = scheduler.apps[index].state {
+                        scheduler.after_end(index, end);
                     }
                 });
             }
@@ -254,20 +211,36 @@ impl Scheduler {
             .find(|&index| self.apps[index].state == AppState::Ready)
     }
 
-    fn wake_sleepers(&mut self, now: u64) {
-        for app in &mut self.apps {
-            if let AppState::Blocked { deadline_tsc } = app.state
-                && deadline_tsc <= now
-            {
-                app.state = AppState::Ready;
+    /// Wakes sleepers whose deadline passed and restarts apps whose back-off is over.
+    fn wake_due(&mut self, now: u64) {
+        for index in 0..self.apps.len() {
+            match self.apps[index].state {
+                AppState::Blocked { deadline_tsc } if deadline_tsc <= now => {
+                    self.apps[index].state = AppState::Ready;
+                }
+                AppState::Restarting { at_tsc } if at_tsc <= now => {
+                    let entry = self.entry;
+                    let app = &mut self.apps[index];
+                    app.restarts += 1;
+                    kprintln!(
+                        "kernel-lite: restarting app '{}' (restart {} of {})",
+                        app.name,
+                        app.restarts,
+                        app.restart.limit()
+                    );
+                    start(app, entry);
+                }
+                _ => {}
             }
         }
     }
 
-    fn sleeper_due(&self, now: u64) -> bool {
-        self.apps.iter().any(
-            |app| matches!(app.state, AppState::Blocked { deadline_tsc } if deadline_tsc <= now),
-        )
+    fn something_due(&self, now: u64) -> bool {
+        self.apps.iter().any(|app| match app.state {
+            AppState::Blocked { deadline_tsc } => deadline_tsc <= now,
+            AppState::Restarting { at_tsc } => at_tsc <= now,
+            _ => false,
+        })
     }
 
     fn all_ended(&self) -> bool {
@@ -276,17 +249,32 @@ impl Scheduler {
             .all(|app| matches!(app.state, AppState::Ended(_)))
     }
 
-    /// Returns an ended app's memory: its kernel stack, its ring-3 stack and heap.
-    fn reap(&mut self, index: usize) {
+    /// An app's run ended: return its memory, then restart it or not, by its policy.
+    fn after_end(&mut self, index: usize, end: AppEnd) {
         let app = &mut self.apps[index];
-        if let Some(stack) = app.kernel_stack.take() {
-            mm::free_kernel_stack(stack);
+        app.release_memory();
+        match app.restart.next_restart(end.failed(), app.restarts) {
+            Some(delay_ms) => {
+                kprintln!(
+                    "kernel-lite: app '{}' will restart in {delay_ms} ms ({} of {} restarts used)",
+                    app.name,
+                    app.restarts,
+                    app.restart.limit()
+                );
+                let delay = timer::tsc_per_ms() * delay_ms;
+                app.state = AppState::Restarting {
+                    at_tsc: timer::rdtsc() + delay,
+                };
+            }
+            None if app.restart.next_restart(end.failed(), 0).is_some() => {
+                kprintln!(
+                    "kernel-lite: app '{}' is not restarted: restart limit {} reached",
+                    app.name,
+                    app.restart.limit()
+                );
+            }
+            None => {}
         }
-        mm::unmap_user(
-            app.slot.stack_bottom,
-            app.slot.stack_top - app.slot.stack_bottom,
-        );
-        mm::unmap_user(app.slot.heap_base, app.heap_bytes);
     }
 }
 
@@ -350,20 +338,59 @@ pub fn wait_until(deadline_tsc: u64) {
 }
 
 /// On a timer interrupt that hit ring 3: preempt the running app when its quantum is used up
-/// or a sleeping app is due.
+/// or another app is due (a sleeper's deadline, a restart).
 pub fn on_timer_from_user() {
     let preempt = with_scheduler(|scheduler| {
         scheduler.quantum_left = scheduler.quantum_left.saturating_sub(1);
-        scheduler.quantum_left == 0 || scheduler.sleeper_due(timer::rdtsc())
+        scheduler.quantum_left == 0 || scheduler.something_due(timer::rdtsc())
     });
     if preempt {
         yield_current();
     }
 }
 
+/// A page fault in ring 3 on a page not mapped yet: if it lies in the running app's stack or
+/// heap, map it and let the app go on. Returns `false` when the fault is the app's own error.
+pub fn handle_user_page_fault(address: u64, error_code: u64) -> bool {
+    const PRESENT: u64 = 1;
+    if error_code & PRESENT != 0 {
+        return false;
+    }
+    let mapped = with_scheduler(|scheduler| {
+        let app = &mut scheduler.apps[scheduler.current.expect("an app is running")];
+        if !app.owns_address(address) {
+            return None;
+        }
+        Some(app.map_on_demand(address))
+    });
+    match mapped {
+        None => false,
+        Some(Ok(())) => true,
+        Some(Err(error)) => end_current_for_report(
+            ReportedFault::OutOfMemory,
+            &alloc::format!("no memory for the page at {address:#x}: {error}"),
+        ),
+    }
+}
+
+/// Maps the page at `address` for the running app if it lies in its stack or heap and is not
+/// mapped yet (a kcall reading a buffer the app never touched). `false` if it is not the app's.
+pub fn map_for_kernel(address: u64) -> bool {
+    with_scheduler(|scheduler| {
+        let app = &mut scheduler.apps[scheduler.current.expect("an app is running")];
+        app.owns_address(address) && app.map_on_demand(address).is_ok()
+    })
+}
+
 fn end_current(end: AppEnd) -> ! {
     let index = current();
-    with_scheduler(|scheduler| scheduler.apps[index].state = AppState::Ended(end));
+    with_scheduler(|scheduler| {
+        let app = &mut scheduler.apps[index];
+        app.state = AppState::Ended(end);
+        if end == AppEnd::Faulted {
+            app.faults += 1;
+        }
+    });
     switch_to_scheduler(index);
     unreachable!("an ended app is never resumed");
 }
@@ -417,37 +444,23 @@ pub fn end_current_for_report(kind: ReportedFault, message: &str) -> ! {
 fn finish() -> ! {
     let outcome = with_scheduler(|scheduler| {
         kprintln!("kernel-lite: all apps ended");
-        kprint_table(scheduler);
-        let failed = scheduler
-            .apps
-            .iter()
-            .any(|app| app.state != AppState::Ended(AppEnd::Exited(0)));
+        accounting::print_table(&scheduler.apps, timer::rdtsc() - scheduler.started_tsc);
+        let failed = scheduler.apps.iter().any(|app| match app.state {
+            AppState::Ended(end) => end.failed(),
+            _ => true,
+        });
         if failed {
             ImageOutcome::SomeAppFailed
         } else {
             ImageOutcome::AllAppsSucceeded
         }
     });
-    let (in_use, total) = mm::frame_usage();
-    kprintln!("kernel-lite: frames in use {in_use} of {total}; exit {outcome:?}");
+    let frames = mm::frame_usage();
+    kprintln!(
+        "kernel-lite: frames in use {} (peak {}) of {}; exit {outcome:?}",
+        frames.in_use,
+        frames.peak,
+        frames.total
+    );
     machine::exit(outcome)
-}
-
-fn kprint_table(scheduler: &Scheduler) {
-    kprintln!("{:<16} {:<12} kcalls", "app", "end");
-    for app in &scheduler.apps {
-        let end = match app.state {
-            AppState::Ended(AppEnd::Exited(status)) => alloc::format!("exit {status}"),
-            AppState::Ended(AppEnd::Faulted) => String::from("fault"),
-            _ => String::from("running"),
-        };
-        let mut kcalls = String::new();
-        for kcall in Kcall::ALL {
-            let count = app.kcalls[kcall as usize];
-            if count > 0 {
-                kcalls.push_str(&alloc::format!("{}={} ", kcall.name(), count));
-            }
-        }
-        kprintln!("{:<16} {:<12} {}", app.name, end, kcalls.trim_end());
-    }
 }

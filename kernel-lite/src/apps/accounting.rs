@@ -1,0 +1,48 @@
+//! The per-app accounting table kernel-lite prints when the image ends: how each app ended, its
+//! memory now and at peak against its quota, restarts, its share of the CPU, and its kcalls by
+//! number — the check on the design's claim that CSE work makes no kcalls.
+
+use super::app::{App, AppEnd, AppState};
+use crate::kprintln;
+use alloc::format;
+use alloc::string::String;
+use lite_abi::kcall::Kcall;
+
+pub fn print_table(apps: &[App], elapsed_ticks: u64) {
+    kprintln!(
+        "{:<16} {:<8} {:>9} {:>9} {:>9} {:>8} {:>6}  kcalls",
+        "app",
+        "end",
+        "mem KiB",
+        "peak KiB",
+        "quota KiB",
+        "restarts",
+        "cpu %"
+    );
+    for app in apps {
+        let end = match app.state {
+            AppState::Ended(AppEnd::Exited(status)) => format!("exit {status}"),
+            AppState::Ended(AppEnd::Faulted) => String::from("fault"),
+            _ => String::from("running"),
+        };
+        let mut kcalls = String::new();
+        for kcall in Kcall::ALL {
+            let count = app.kcalls[kcall as usize];
+            if count > 0 {
+                kcalls.push_str(&format!("{}={} ", kcall.name(), count));
+            }
+        }
+        let share = app.cpu_ticks as f64 * 100.0 / elapsed_ticks.max(1) as f64;
+        kprintln!(
+            "{:<16} {:<8} {:>9} {:>9} {:>9} {:>8} {:>6.1}  {}",
+            app.name,
+            end,
+            app.memory_bytes(app.resident_pages) / 1024,
+            (app.peak_pages * 4096 + crate::mm::KERNEL_STACK_BYTES) / 1024,
+            app.heap_bytes / 1024,
+            app.restarts,
+            share,
+            kcalls.trim_end()
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! One app's async executor: its tasks, its ready queue and its timers.
+//!
+//! Plain Rust over a [`Clock`] seam (now, rate, wait until a deadline), so the same executor
+//! runs on the TSC and the `wait_until` kcall in an app, and on a fake clock in host tests.
+//! The only time it leaves the app is when nothing is ready: then it waits for the earliest
+//! timer through the clock, which in an app is the one kcall that puts the app to sleep.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+use spin::Mutex;
+
+/// Where an executor gets its time from and how it waits.
+pub trait Clock {
+    /// Now, in ticks.
+    fn now(&self) -> u64;
+    /// Ticks per second.
+    fn ticks_per_second(&self) -> u64;
+    /// Returns once `now() >= deadline` (or earlier: the executor checks again).
+    fn wait_until(&self, deadline: u64);
+}
+
+/// `run_until` found every task waiting and no timer set: nothing can ever wake them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled;
+
+impl core::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("every task is waiting and no timer is set: the app can never go on")
+    }
+}
+
+/// The id the future given to `run_until` has in the ready queue.
+const MAIN: usize = usize::MAX;
+
+struct ReadyQueue(Mutex<VecDeque<usize>>);
+
+struct TaskWaker {
+    id: usize,
+    queued: AtomicBool,
+    queue: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.queue.0.lock().push_back(self.id);
+        }
+    }
+}
+
+struct Task {
+    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    waker: Arc<TaskWaker>,
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorStats {
+    pub spawned: u64,
+    pub polls: u64,
+    /// Times the executor waited on the clock because nothing was ready.
+    pub idle_waits: u64,
+}
+
+/// An app's executor. Single-threaded: an app runs on one CPU at a time.
+pub struct Executor<C: Clock> {
+    clock: C,
+    queue: Arc<ReadyQueue>,
+    tasks: RefCell<Vec<Option<Task>>>,
+    free_ids: RefCell<Vec<usize>>,
+    timers: RefCell<BTreeMap<(u64, u64), Waker>>,
+    next_timer: Cell<u64>,
+    stats: Cell<ExecutorStats>,
+}
+
+impl<C: Clock> Executor<C> {
+    pub fn new(clock: C) -> Executor<C> {
+        Executor {
+            clock,
+            queue: Arc::new(ReadyQueue(Mutex::new(VecDeque::new()))),
+            tasks: RefCell::new(Vec::new()),
+            free_ids: RefCell::new(Vec::new()),
+            timers: RefCell::new(BTreeMap::new()),
+            next_timer: Cell::new(0),
+            stats: Cell::new(ExecutorStats::default()),
+        }
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    pub fn stats(&self) -> ExecutorStats {
+        self.stats.get()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut ExecutorStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
+    }
+
+    fn waker_for(&self, id: usize) -> Arc<TaskWaker> {
+        Arc::new(TaskWaker {
+            id,
+            queued: AtomicBool::new(false),
+            queue: Arc::clone(&self.queue),
+        })
+    }
+
+    /// Starts `future` as a task of this executor; it runs while `run_until` runs.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let state = Arc::new(Mutex::new(JoinState {
+            result: None,
+            waiter: None,
+        }));
+        let finished = Arc::clone(&state);
+        let task = async move {
+            let output = future.await;
+            let waiter = {
+                let mut state = finished.lock();
+                state.result = Some(output);
+                state.waiter.take()
+            };
+            if let Some(waiter) = waiter {
+                waiter.wake();
+            }
+        };
+        let id = self.free_ids.borrow_mut().pop().unwrap_or_else(|| {
+            let mut tasks = self.tasks.borrow_mut();
+            tasks.push(None);
+            tasks.len() - 1
+        });
+        let waker = self.waker_for(id);
+        self.tasks.borrow_mut()[id] = Some(Task {
+            future: Some(Box::pin(task)),
+            waker: Arc::clone(&waker),
+        });
+        waker.wake_by_ref();
+        self.bump(|stats| stats.spawned += 1);
+        JoinHandle { state }
+    }
+
+    fn poll_task(&self, id: usize) {
+        let taken = {
+            let mut tasks = self.tasks.borrow_mut();
+            match tasks.get_mut(id).and_then(Option::as_mut) {
+                Some(task) => task.future.take().map(|f| (f, Arc::clone(&task.waker))),
+                None => None,
+            }
+        };
+        // A wake for a task that has finished (or is being polled further up) is ignored.
+        let Some((mut future, waker)) = taken else {
+            return;
+        };
+        waker.queued.store(false, Ordering::Release);
+        let as_waker = Waker::from(Arc::clone(&waker));
+        self.bump(|stats| stats.polls += 1);
+        // No borrow is held while the task runs: it may spawn or sleep.
+        let done = future
+            .as_mut()
+            .poll(&mut Context::from_waker(&as_waker))
+            .is_ready();
+        let mut tasks = self.tasks.borrow_mut();
+        if done {
+            tasks[id] = None;
+            self.free_ids.borrow_mut().push(id);
+        } else if let Some(task) = tasks[id].as_mut() {
+            task.future = Some(future);
+        }
+    }
+
+    /// Fires every timer whose deadline has passed; returns the earliest one left.
+    fn fire_timers(&self) -> Option<u64> {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        {
+            let mut timers = self.timers.borrow_mut();
+            while let Some(entry) = timers.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+        }
+        for waker in due {
+            waker.wake();
+        }
+        self.timers
+            .borrow()
+            .keys()
+            .next()
+            .map(|&(deadline, _)| deadline)
+    }
+
+    /// Runs the tasks and `future` until `future` completes, sleeping on the clock whenever
+    /// nothing is ready. Tasks still pending when it completes stay, for the next call.
+    pub fn run_until<F: Future>(&self, future: F) -> Result<F::Output, Stalled> {
+        let mut future = core::pin::pin!(future);
+        let main = self.waker_for(MAIN);
+        let main_waker = Waker::from(Arc::clone(&main));
+        main.wake_by_ref();
+        loop {
+            loop {
+                let next = self.queue.0.lock().pop_front();
+                let Some(id) = next else { break };
+                if id == MAIN {
+                    main.queued.store(false, Ordering::Release);
+                    self.bump(|stats| stats.polls += 1);
+                    if let Poll::Ready(output) =
+                        future.as_mut().poll(&mut Context::from_waker(&main_waker))
+                    {
+                        return Ok(output);
+                    }
+                } else {
+                    self.poll_task(id);
+                }
+            }
+            let earliest = self.fire_timers();
+            if !self.queue.0.lock().is_empty() {
+                continue;
+            }
+            match earliest {
+                Some(deadline) => {
+                    self.bump(|stats| stats.idle_waits += 1);
+                    self.clock.wait_until(deadline);
+                }
+                None => return Err(Stalled),
+            }
+        }
+    }
+
+    /// A future that completes once the clock reaches `deadline` (in ticks).
+    pub fn sleep_until(&self, deadline: u64) -> Sleep<'_, C> {
+        Sleep {
+            executor: self,
+            deadline,
+            key: None,
+        }
+    }
+
+    /// A future that completes after `duration`.
+    pub fn sleep(&self, duration: Duration) -> Sleep<'_, C> {
+        let ticks = crate::time::duration_to_ticks(duration, self.clock.ticks_per_second())
+            .unwrap_or(u64::MAX);
+        self.sleep_until(self.clock.now().saturating_add(ticks))
+    }
+
+    /// `future`, or `Err(Elapsed)` if it has not completed after `duration`.
+    pub fn timeout<F: Future>(&self, duration: Duration, future: F) -> Timeout<'_, C, F> {
+        Timeout {
+            future: Box::pin(future),
+            sleep: self.sleep(duration),
+        }
+    }
+
+    /// Timers waiting to fire.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.borrow().len()
+    }
+
+    /// Tasks spawned and not yet finished.
+    pub fn live_tasks(&self) -> usize {
+        self.tasks
+            .borrow()
+            .iter()
+            .filter(|task| task.is_some())
+            .count()
+    }
+}
+
+struct JoinState<T> {
+    result: Option<T>,
+    waiter: Option<Waker>,
+}
+
+/// Awaits a spawned task's output. Dropping it detaches the task, which runs on.
+pub struct JoinHandle<T> {
+    state: Arc<Mutex<JoinState<T>>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the task has completed.
+    pub fn is_finished(&self) -> bool {
+        self.state.lock().result.is_some()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut state = self.state.lock();
+        match state.result.take() {
+            Some(output) => Poll::Ready(output),
+            None => {
+                state.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// See [`Executor::sleep_until`].
+pub struct Sleep<'a, C: Clock> {
+    executor: &'a Executor<C>,
+    deadline: u64,
+    key: Option<(u64, u64)>,
+}
+
+impl<C: Clock> Future for Sleep<'_, C> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let executor = self.executor;
+        if executor.clock.now() >= self.deadline {
+            if let Some(key) = self.key.take() {
+                executor.timers.borrow_mut().remove(&key);
+            }
+            return Poll::Ready(());
+        }
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                let sequence = executor.next_timer.get();
+                executor.next_timer.set(sequence + 1);
+                let key = (self.deadline, sequence);
+                self.key = Some(key);
+                key
+            }
+        };
+        executor.timers.borrow_mut().insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<C: Clock> Drop for Sleep<'_, C> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.executor.timers.borrow_mut().remove(&key);
+        }
+    }
+}
+
+/// A [`Timeout`] ran out before its future completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl core::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+/// See [`Executor::timeout`].
+pub struct Timeout<'a, C: Clock, F> {
+    // Boxed so that any future (async blocks are not `Unpin`) can be polled without unsafe
+    // pin projection.
+    future: Pin<Box<F>>,
+    sleep: Sleep<'a, C>,
+}
+
+impl<C: Clock, F: Future> Future for Timeout<'_, C, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(output) = this.future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match Pin::new(&mut this.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Completes on its second poll, letting every other ready task run in between.
+#[derive(Debug, Default)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

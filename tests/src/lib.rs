@@ -46,3 +46,61 @@ pub fn assert_serial_contains(output: &RunOutput, needles: &[&str]) {
         );
     }
 }
+
+/// One row of the per-app accounting table kernel-lite prints when the image ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountingRow {
+    pub end: String,
+    pub memory_kib: u64,
+    pub peak_kib: u64,
+    pub heap_peak_kib: u64,
+    pub quota_kib: u64,
+    pub restarts: u64,
+    pub cpu_percent: f64,
+    /// kcall name → count (only kcalls the app made).
+    pub kcalls: std::collections::BTreeMap<String, u64>,
+}
+
+/// The accounting row of `app`; panics if the table has none.
+pub fn accounting_row(output: &RunOutput, app: &str) -> AccountingRow {
+    let table = output
+        .serial
+        .split("kernel-lite: all apps ended")
+        .nth(1)
+        .expect("the image printed its accounting table");
+    for line in table.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() != Some(&app) {
+            continue;
+        }
+        // name, end (one or two words), then six numbers, then kcalls.
+        let (end, rest) = if words[1] == "exit" {
+            (format!("exit {}", words[2]), &words[3..])
+        } else {
+            (words[1].to_owned(), &words[2..])
+        };
+        let number = |index: usize| rest[index].parse::<u64>().expect("a number");
+        return AccountingRow {
+            end,
+            memory_kib: number(0),
+            peak_kib: number(1),
+            heap_peak_kib: number(2),
+            quota_kib: number(3),
+            restarts: number(4),
+            cpu_percent: rest[5].parse().expect("a percentage"),
+            kcalls: rest[6..]
+                .iter()
+                .filter_map(|pair| {
+                    let (name, count) = pair.split_once('=')?;
+                    Some((name.to_owned(), count.parse().ok()?))
+                })
+                .collect(),
+        };
+    }
+    panic!("no accounting row for app {app:?}");
+}
+
+/// How many times `needle` occurs in the serial output.
+pub fn count_occurrences(output: &RunOutput, needle: &str) -> usize {
+    output.serial.matches(needle).count()
+}

@@ -1,5 +1,5 @@
 //! The per-app accounting table kernel-lite prints when the image ends: how each app ended, its
-//! memory now and at peak against its quota, restarts, its share of the CPU, and its kcalls by
+//! memory now and at peak (all of it, and the heap against its quota), restarts, its share of the CPU, and its kcalls by
 //! number — the check on the design's claim that CSE work makes no kcalls.
 
 use super::app::{App, AppEnd, AppState};
@@ -10,11 +10,12 @@ use lite_abi::kcall::Kcall;
 
 pub fn print_table(apps: &[App], elapsed_ticks: u64) {
     kprintln!(
-        "{:<16} {:<8} {:>9} {:>9} {:>9} {:>8} {:>6}  kcalls",
+        "{:<16} {:<8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>6}  kcalls",
         "app",
         "end",
         "mem KiB",
         "peak KiB",
+        "heap peak",
         "quota KiB",
         "restarts",
         "cpu %"
@@ -34,11 +35,12 @@ pub fn print_table(apps: &[App], elapsed_ticks: u64) {
         }
         let share = app.cpu_ticks as f64 * 100.0 / elapsed_ticks.max(1) as f64;
         kprintln!(
-            "{:<16} {:<8} {:>9} {:>9} {:>9} {:>8} {:>6.1}  {}",
+            "{:<16} {:<8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>6.1}  {}",
             app.name,
             end,
-            app.memory_bytes(app.resident_pages) / 1024,
-            (app.peak_pages * 4096 + crate::mm::KERNEL_STACK_BYTES) / 1024,
+            app.memory_bytes() / 1024,
+            app.peak_bytes() / 1024,
+            app.heap_peak_pages * 4,
             app.heap_bytes / 1024,
             app.restarts,
             share,

@@ -46,6 +46,9 @@ pub struct App {
     /// Ring-3 pages mapped on demand now, and at most at once over all runs.
     pub resident_pages: u64,
     pub peak_pages: u64,
+    /// Of those, heap pages now and at most (the part the quota limits).
+    pub heap_pages: u64,
+    pub heap_peak_pages: u64,
     pub restarts: u16,
     pub faults: u32,
     /// TSC ticks spent running, over all runs.
@@ -66,6 +69,8 @@ impl App {
             kcalls: [0; KCALL_COUNT],
             resident_pages: 0,
             peak_pages: 0,
+            heap_pages: 0,
+            heap_peak_pages: 0,
             restarts: 0,
             faults: 0,
             cpu_ticks: 0,
@@ -87,6 +92,10 @@ impl App {
         mm::map_user_page(address & !0xfff, UserAccess::ReadWrite)?;
         self.resident_pages += 1;
         self.peak_pages = self.peak_pages.max(self.resident_pages);
+        if address >= self.slot.heap_base {
+            self.heap_pages += 1;
+            self.heap_peak_pages = self.heap_peak_pages.max(self.heap_pages);
+        }
         Ok(())
     }
 
@@ -98,16 +107,22 @@ impl App {
         }
         mm::release_user_range(self.slot_base(), APP_SLOT_SIZE);
         self.resident_pages = 0;
+        self.heap_pages = 0;
         self.at_line_start = true;
     }
 
-    /// Kernel stack bytes plus resident ring-3 bytes.
-    pub fn memory_bytes(&self, pages: u64) -> u64 {
-        pages * 4096
-            + if self.kernel_stack.is_some() {
-                mm::KERNEL_STACK_BYTES
-            } else {
-                0
-            }
+    /// Bytes the app holds now: resident ring-3 pages and its kernel stack.
+    pub fn memory_bytes(&self) -> u64 {
+        let kernel_stack = if self.kernel_stack.is_some() {
+            mm::KERNEL_STACK_BYTES
+        } else {
+            0
+        };
+        self.resident_pages * 4096 + kernel_stack
+    }
+
+    /// The most bytes the app held at once (a run always has its kernel stack).
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_pages * 4096 + mm::KERNEL_STACK_BYTES
     }
 }

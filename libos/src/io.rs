@@ -137,7 +137,7 @@ mod tests {
             got: Vec::new(),
             limit: 100,
         };
-        write!(sink, "{}-{}", "hello", 42).unwrap();
+        write!(sink, "hello-{}", 42).unwrap();
         assert_eq!(sink.got, b"hello-42");
     }
 

@@ -43,6 +43,7 @@ impl AppHeap {
 
     /// The allocator itself, for `sys`, which returns blocks to it (an `unsafe` contract that
     /// stays in `sys`).
+    #[cfg(target_os = "none")]
     pub(crate) fn allocator(&mut self) -> &mut Heap {
         &mut self.heap
     }

@@ -62,8 +62,13 @@ enum Task {
     },
     /// Run the host unit tests and the in-QEMU tests; ends with a pass/fail summary line.
     Test,
-    /// Measure a libos call against a kcall round trip (cycles per operation).
-    Bench,
+    /// Check formatting and run clippy on the host crates and on the x86_64-unknown-none crates.
+    Lint,
+    /// Run the benchmarks (calls, switch, scale), or only the one named.
+    Bench {
+        /// One of: calls, switch, scale.
+        name: Option<String>,
+    },
 }
 
 fn main() {
@@ -138,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test => xtask::test::run(),
-        Task::Bench => xtask::bench::run(),
+        Task::Lint => xtask::test::lint(),
+        Task::Bench { name } => xtask::bench::run(name.as_deref()),
     }
 }

@@ -13,6 +13,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fault-stack-overflow", "selftest"),
     ("fault-panic", "selftest"),
     ("call-bench", "bench"),
+    ("switch-bench", "bench"),
     ("crash-panic", "selftest"),
     ("crash-page-fault", "selftest"),
     ("crash-general-protection", "selftest"),

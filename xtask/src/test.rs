@@ -70,6 +70,53 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo fmt --check`, then clippy with warnings denied, for the host crates and for the
+/// crates built for `x86_64-unknown-none` (with every program of the user image).
+pub fn lint() -> anyhow::Result<()> {
+    let features: Vec<String> = {
+        let mut features: Vec<&str> = crate::programs::PROGRAMS.iter().map(|(_, f)| *f).collect();
+        features.sort_unstable();
+        features.dedup();
+        features.iter().map(|f| format!("user-image/{f}")).collect()
+    };
+    let target_packages = [
+        "kernel-lite",
+        "libos",
+        "user-image",
+        "hello",
+        "selftest",
+        "bench",
+        "demo",
+    ];
+    let mut target_args: Vec<String> = ["clippy", "--release", "--target", crate::compile::TARGET]
+        .map(String::from)
+        .to_vec();
+    for package in target_packages {
+        target_args.extend(["--package".to_owned(), package.to_owned()]);
+    }
+    target_args.extend(["--features".to_owned(), features.join(",")]);
+    target_args.extend(["--".to_owned(), "-D".to_owned(), "warnings".to_owned()]);
+    let runs: Vec<Vec<String>> = vec![
+        ["fmt", "--all", "--check"].map(String::from).to_vec(),
+        ["clippy", "--all-targets", "--", "-D", "warnings"]
+            .map(String::from)
+            .to_vec(),
+        target_args,
+    ];
+    for args in runs {
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(crate::workspace_root())
+            .args(&args)
+            .status()
+            .context("running cargo")?;
+        if !status.success() {
+            bail!("cargo {} failed", args.join(" "));
+        }
+    }
+    println!("lint: clean");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

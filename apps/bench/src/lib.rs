@@ -1,5 +1,8 @@
-//! call-bench: TSC ticks per operation for a plain libos call (reading the clock) and for a null
-//! kcall round trip. Many iterations per run, several runs, the median reported.
+//! Benchmark programs. `call-bench`: TSC ticks per operation for a plain libos call (reading the
+//! clock), a null kcall round trip, and the executor's task spawn + join and yield + wake.
+//! `switch-bench`: two apps yielding to each other, for the cost of an app switch. Many
+//! iterations per run, several runs, the median reported as
+//! `bench NAME median=… min=… max=… runs=… iterations=…`.
 #![no_std]
 
 extern crate alloc;
@@ -7,13 +10,24 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use libos::time::Instant;
-use libos::{println, sys};
+use libos::{println, rt, sys, task, thread};
 
 const RUNS: usize = 7;
 const ITERATIONS: u64 = 20_000;
 
+fn report(name: &str, mut per_op: Vec<f64>, iterations: u64) {
+    per_op.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "bench {name} median={:.2} min={:.2} max={:.2} runs={} iterations={iterations}",
+        per_op[per_op.len() / 2],
+        per_op[0],
+        per_op[per_op.len() - 1],
+        per_op.len()
+    );
+}
+
 fn measure(name: &str, mut operation: impl FnMut() -> u64) {
-    let mut per_op: Vec<f64> = Vec::with_capacity(RUNS);
+    let mut per_op = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = sys::rdtsc();
         let mut sink = 0u64;
@@ -24,17 +38,53 @@ fn measure(name: &str, mut operation: impl FnMut() -> u64) {
         black_box(sink);
         per_op.push(ticks as f64 / ITERATIONS as f64);
     }
-    per_op.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "bench {name} median={:.2} min={:.2} max={:.2} runs={RUNS} iterations={ITERATIONS}",
-        per_op[RUNS / 2],
-        per_op[0],
-        per_op[RUNS - 1]
-    );
+    report(name, per_op, ITERATIONS);
 }
 
 pub fn main() -> i32 {
     measure("clock_read", || Instant::now().tsc());
     measure("null_kcall", sys::null_kcall);
+    let spawn_join = task::block_on(async {
+        let mut per_op = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let start = sys::rdtsc();
+            for n in 0..ITERATIONS {
+                black_box(task::spawn(async move { n }).await);
+            }
+            per_op.push((sys::rdtsc() - start) as f64 / ITERATIONS as f64);
+        }
+        per_op
+    });
+    report("task_spawn_join", spawn_join, ITERATIONS);
+    let yield_wake = task::block_on(async {
+        let mut per_op = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let start = sys::rdtsc();
+            for _ in 0..ITERATIONS {
+                task::yield_now().await;
+            }
+            per_op.push((sys::rdtsc() - start) as f64 / ITERATIONS as f64);
+        }
+        per_op
+    });
+    report("task_yield_wake", yield_wake, ITERATIONS);
+    0
+}
+
+/// Run by two apps at once: each `yield` kcall hands the CPU to the other app, so a run of N
+/// yields in one app spans 2N app switches. The first app reports.
+pub fn switch_bench() -> i32 {
+    const SWITCH_ITERATIONS: u64 = 5_000;
+    let mut per_switch = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = sys::rdtsc();
+        for _ in 0..SWITCH_ITERATIONS {
+            thread::yield_now();
+        }
+        per_switch.push((sys::rdtsc() - start) as f64 / (2 * SWITCH_ITERATIONS) as f64);
+    }
+    if rt::current().index() == 0 {
+        report("app_switch", per_switch, SWITCH_ITERATIONS);
+    }
     0
 }

@@ -22,6 +22,8 @@ libos::user_image! {
     "fault-panic" => selftest::fault_panic,
     #[cfg(feature = "bench")]
     "call-bench" => bench::main,
+    #[cfg(feature = "bench")]
+    "switch-bench" => bench::switch_bench,
     #[cfg(feature = "selftest")]
     "crash-panic" => selftest::crash_panic,
     #[cfg(feature = "selftest")]

@@ -120,7 +120,8 @@ impl AppInfo {
 
 const _: () = assert!(core::mem::size_of::<InfoPage>() as u64 <= INFO_PAGE_BYTES);
 const _: () = assert!(
-    APP_SLOTS_BASE + MAX_APPS as u64 * APP_SLOT_SIZE <= USER_TOP && APP_SLOT_SIZE % (1 << 30) == 0
+    APP_SLOTS_BASE + MAX_APPS as u64 * APP_SLOT_SIZE <= USER_TOP
+        && APP_SLOT_SIZE.is_multiple_of(1 << 30)
 );
 
 /// Bytes of the info page that hold the header and `app_count` records (page-rounded).

@@ -278,7 +278,7 @@ pub fn map_user_page(address: u64, access: UserAccess) -> Result<(), MapError> {
 /// returns the frames, including those of the page tables that served only this range.
 pub fn release_user_range(start: u64, bytes: u64) {
     const GIB: u64 = 1 << 30;
-    assert!(start % GIB == 0 && bytes % GIB == 0 && start + bytes <= USER_TOP);
+    assert!(start.is_multiple_of(GIB) && bytes.is_multiple_of(GIB) && start + bytes <= USER_TOP);
     with_memory(|memory| {
         let offset = memory.physical_offset;
         let table_at =

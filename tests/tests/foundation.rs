@@ -143,3 +143,30 @@ fn a_corrupt_boot_bundle_is_refused_by_name() {
     );
     assert_eq!(output.outcome, Some(ImageOutcome::KernelPanic));
 }
+
+#[test]
+fn images_are_written_for_bios_uefi_and_as_qcow2() {
+    let manifest = xtask::bundle::load(&xtask::bundle::find("default").unwrap()).unwrap();
+    let out = xtask::target_dir().join("images").join("image-test");
+    let built = xtask::compile::build_bundle(&manifest, &out).unwrap();
+    let bios = xtask::image::disk_image(&built, Firmware::Bios).unwrap();
+    let uefi = xtask::image::disk_image(&built, Firmware::Uefi).unwrap();
+    let qcow2 = xtask::image::qcow2(&bios).unwrap();
+    for raw in [&bios, &uefi] {
+        // Raw disk images with a partition table: the MBR/protective-MBR signature.
+        let bytes = std::fs::read(raw).unwrap();
+        assert_eq!(
+            &bytes[510..512],
+            &[0x55, 0xaa],
+            "{} has no boot signature",
+            raw.display()
+        );
+    }
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&qcow2)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("\"format\": \"qcow2\""), "{info}");
+}

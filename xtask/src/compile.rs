@@ -50,10 +50,53 @@ fn build_for_target(package: &str, features: &[&str]) -> anyhow::Result<PathBuf>
         .join(package))
 }
 
+/// `llvm-objcopy` from the toolchain's `llvm-tools-preview` component.
+fn llvm_objcopy() -> anyhow::Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .current_dir(crate::workspace_root())
+        .args(["--print", "sysroot"])
+        .output()
+        .context("asking rustc for its sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let host = "x86_64-unknown-linux-gnu";
+    let tool = sysroot
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin/llvm-objcopy");
+    if !tool.is_file() {
+        bail!(
+            "{} is missing: the toolchain needs the llvm-tools-preview component (rust-toolchain.toml lists it)",
+            tool.display()
+        );
+    }
+    Ok(tool)
+}
+
+/// Copies `from` to `to` without debug information: the boot images carry only what runs.
+fn copy_stripped(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let status = Command::new(llvm_objcopy()?)
+        .arg("--strip-debug")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("running llvm-objcopy")?;
+    if !status.success() {
+        bail!(
+            "llvm-objcopy --strip-debug {} failed ({status})",
+            from.display()
+        );
+    }
+    Ok(())
+}
+
 /// The artifacts of one bundle, copied out of cargo's folders.
 #[derive(Debug, Clone)]
 pub struct BuiltBundle {
+    /// kernel-lite as it goes into the images (no debug information).
     pub kernel: PathBuf,
+    /// kernel-lite with its debug information, for GDB.
+    pub kernel_debug: PathBuf,
     pub user_image: PathBuf,
     /// The boot bundle: app records + user image, for the ramdisk.
     pub boot_bundle: PathBuf,
@@ -70,11 +113,12 @@ pub fn build_bundle(manifest: &Manifest, out: &Path) -> anyhow::Result<BuiltBund
     let kernel_built = build_for_target("kernel-lite", &[])?;
     let image_built = build_for_target("user-image", &crate::bundle::features(manifest))?;
     let kernel = out.join("kernel-lite.elf");
+    let kernel_debug = out.join("kernel-lite.debug.elf");
     let user_image = out.join("user-image.elf");
-    std::fs::copy(&kernel_built, &kernel)
+    std::fs::copy(&kernel_built, &kernel_debug)
         .with_context(|| format!("copying {}", kernel_built.display()))?;
-    std::fs::copy(&image_built, &user_image)
-        .with_context(|| format!("copying {}", image_built.display()))?;
+    copy_stripped(&kernel_built, &kernel)?;
+    copy_stripped(&image_built, &user_image)?;
     let elf = std::fs::read(&user_image)?;
     let specs: Vec<_> = manifest.apps.iter().map(|app| app.spec()).collect();
     let bytes = lite_abi::bundle::encode(&specs, &elf)
@@ -83,6 +127,7 @@ pub fn build_bundle(manifest: &Manifest, out: &Path) -> anyhow::Result<BuiltBund
     std::fs::write(&boot_bundle, bytes)?;
     Ok(BuiltBundle {
         kernel,
+        kernel_debug,
         user_image,
         boot_bundle,
         folder: out.to_path_buf(),

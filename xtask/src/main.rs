@@ -64,10 +64,14 @@ enum Task {
     Test,
     /// Check formatting and run clippy on the host crates and on the x86_64-unknown-none crates.
     Lint,
-    /// Run the benchmarks (calls, switch, scale), or only the one named.
+    /// Run the benchmark suite against a Linux guest, or only the benchmark named; writes
+    /// target/bench/{results.json,report.md,report.svg}.
     Bench {
-        /// One of: calls, switch, scale.
+        /// One of: boot, footprint, calls, switch, scale.
         name: Option<String>,
+        /// Minimal iterations: check that every benchmark runs and reports.
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -117,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if gdb {
                 eprintln!(
                     "xtask: QEMU waits for GDB; attach with:\n  gdb {} -ex 'target remote localhost:1234'",
-                    built.kernel.display()
+                    built.kernel_debug.display()
                 );
             }
             let status = command.status().context("starting qemu-system-x86_64")?;
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Task::Image { bundle } => {
+            qemu::ensure_installed()?;
             let manifest = bundle.load()?;
             let (built, bios) = xtask::boot_image(&manifest, Firmware::Bios)?;
             let uefi = image::disk_image(&built, Firmware::Uefi)?;
@@ -144,6 +149,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Test => xtask::test::run(),
         Task::Lint => xtask::test::lint(),
-        Task::Bench { name } => xtask::bench::run(name.as_deref()),
+        Task::Bench { name, smoke } => {
+            xtask::bench::run(name.as_deref(), xtask::bench::Settings::new(smoke)).map(|_| ())
+        }
     }
 }

@@ -115,29 +115,14 @@ pub struct RunOptions {
     pub memory: Option<String>,
 }
 
-/// The QEMU command line that boots `image` on `profile`.
-pub fn command(profile: &Profile, image: &Path, options: &RunOptions) -> anyhow::Result<Command> {
+/// The machine part of a QEMU command line: everything but what it boots.
+fn machine(profile: &Profile, options: &RunOptions) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args(["-machine", &profile.machine])
         .args(["-cpu", &profile.cpu])
         .args(["-m", options.memory.as_deref().unwrap_or(&profile.memory)])
-        .args(["-accel", &accelerator()])
-        .arg("-drive")
-        .arg(format!("format=raw,file={}", image.display()));
-    if profile.firmware()? == Firmware::Uefi {
-        let ovmf = profile
-            .ovmf
-            .iter()
-            .find(|path| path.exists())
-            .with_context(|| {
-                format!(
-                    "no OVMF firmware found (looked for {:?}); install the `ovmf` package",
-                    profile.ovmf
-                )
-            })?;
-        command.arg("-bios").arg(ovmf);
-    }
+        .args(["-accel", &accelerator()]);
     command.args(&profile.args);
     command.args([
         "-serial",
@@ -153,6 +138,54 @@ pub fn command(profile: &Profile, image: &Path, options: &RunOptions) -> anyhow:
     if options.gdb {
         command.args(["-s", "-S"]);
     }
+    command
+}
+
+/// Adds the profile's firmware: OVMF for UEFI profiles (SeaBIOS is QEMU's default).
+fn firmware(command: &mut Command, profile: &Profile) -> anyhow::Result<()> {
+    if profile.firmware()? == Firmware::Uefi {
+        let ovmf = profile
+            .ovmf
+            .iter()
+            .find(|path| path.exists())
+            .with_context(|| {
+                format!(
+                    "no OVMF firmware found (looked for {:?}); install the `ovmf` package",
+                    profile.ovmf
+                )
+            })?;
+        command.arg("-bios").arg(ovmf);
+    }
+    Ok(())
+}
+
+/// The QEMU command line that boots the disk `image` on `profile`.
+pub fn command(profile: &Profile, image: &Path, options: &RunOptions) -> anyhow::Result<Command> {
+    let mut command = machine(profile, options);
+    command
+        .arg("-drive")
+        .arg(format!("format=raw,file={}", image.display()));
+    firmware(&mut command, profile)?;
+    Ok(command)
+}
+
+/// The QEMU command line that boots a Linux `kernel` and `initrd` directly (the profile's
+/// firmware loads them), with the same machine flags as [`command`].
+pub fn linux_command(
+    profile: &Profile,
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    options: &RunOptions,
+) -> anyhow::Result<Command> {
+    let mut command = machine(profile, options);
+    command
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", append]);
+    firmware(&mut command, profile)?;
     Ok(command)
 }
 
@@ -167,10 +200,21 @@ pub struct RunOutput {
     pub serial: String,
     pub timed_out: bool,
     pub wall: Duration,
+    /// When the watched-for line first appeared, counted from QEMU's start.
+    pub ready_after: Option<Duration>,
 }
 
 /// Runs QEMU with the serial console captured, killing it after `timeout`.
-pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<RunOutput> {
+pub fn run_captured(command: Command, timeout: Duration) -> anyhow::Result<RunOutput> {
+    run_watched(command, timeout, None)
+}
+
+/// Like [`run_captured`], also noting when `ready` first appears in the output.
+pub fn run_watched(
+    mut command: Command,
+    timeout: Duration,
+    ready: Option<&str>,
+) -> anyhow::Result<RunOutput> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -179,6 +223,7 @@ pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<R
         .spawn()
         .context("starting qemu-system-x86_64")?;
     let captured = Arc::new(Mutex::new(Vec::new()));
+    let ready_after: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
     let mut readers = Vec::new();
     for stream in [
         child
@@ -194,6 +239,8 @@ pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<R
     .flatten()
     {
         let captured = Arc::clone(&captured);
+        let ready_after = Arc::clone(&ready_after);
+        let ready = ready.map(|pattern| pattern.as_bytes().to_vec());
         readers.push(std::thread::spawn(move || {
             let mut stream = stream;
             let mut chunk = [0u8; 4096];
@@ -201,7 +248,20 @@ pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<R
                 if n == 0 {
                     break;
                 }
-                captured.lock().unwrap().extend_from_slice(&chunk[..n]);
+                let mut all = captured.lock().unwrap();
+                all.extend_from_slice(&chunk[..n]);
+                if let Some(pattern) = &ready {
+                    let mut seen = ready_after.lock().unwrap();
+                    // Only the new bytes (and a pattern's length before them) can hold a match.
+                    let from = all.len().saturating_sub(n + pattern.len());
+                    if seen.is_none()
+                        && all[from..]
+                            .windows(pattern.len())
+                            .any(|w| w == &pattern[..])
+                    {
+                        *seen = Some(started.elapsed());
+                    }
+                }
             }
         }));
     }
@@ -228,5 +288,6 @@ pub fn run_captured(mut command: Command, timeout: Duration) -> anyhow::Result<R
         serial,
         timed_out,
         wall: started.elapsed(),
+        ready_after: *ready_after.lock().unwrap(),
     })
 }

@@ -1,0 +1,368 @@
+//! The benchmark report: `results.json` (machine-readable), `report.md` (the table the README
+//! shows) and `report.svg` (a chart of ours against the Linux guest).
+
+use super::guest_output::Measurement;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// A measured value: the median of its samples and their spread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+impl Stat {
+    pub fn from_samples(samples: &[f64]) -> Stat {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Stat {
+            median: sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+            samples: sorted.len(),
+        }
+    }
+
+    pub fn single(value: f64) -> Stat {
+        Stat::from_samples(&[value])
+    }
+
+    pub fn from_measurement(m: &Measurement) -> Stat {
+        Stat {
+            median: m.median,
+            min: m.min,
+            max: m.max,
+            samples: m.runs as usize,
+        }
+    }
+
+    fn show(&self, unit: &str) -> String {
+        let value = |v: f64| match unit {
+            "bytes" if v >= 1024.0 * 1024.0 => format!("{:.2} MiB", v / 1024.0 / 1024.0),
+            "bytes" if v >= 1024.0 => format!("{:.1} KiB", v / 1024.0),
+            "bytes" => format!("{v:.0} B"),
+            "ms" => format!("{v:.0} ms"),
+            "MiB" => format!("{v:.0} MiB"),
+            "apps" => format!("{v:.0}"),
+            _ => format!("{v:.1}"),
+        };
+        if self.samples > 1 {
+            format!(
+                "{} ({}–{}, n={})",
+                value(self.median),
+                value(self.min),
+                value(self.max),
+                self.samples
+            )
+        } else {
+            value(self.median)
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    /// The benchmark it belongs to (`boot`, `footprint`, …).
+    pub group: String,
+    pub name: String,
+    /// What exactly ran and how it was measured.
+    pub what: String,
+    pub unit: String,
+    pub ours: Stat,
+    /// The Linux guest's figure, where there is a peer for this measure.
+    pub peer: Option<Stat>,
+    /// ours ÷ peer (medians); below 1 means ours is smaller or faster.
+    pub ratio: Option<f64>,
+}
+
+impl Row {
+    pub fn compared(
+        group: &str,
+        name: &str,
+        what: &str,
+        unit: &str,
+        ours: Stat,
+        peer: Stat,
+    ) -> Row {
+        let ratio = (peer.median > 0.0).then(|| ours.median / peer.median);
+        Row {
+            group: group.into(),
+            name: name.into(),
+            what: what.into(),
+            unit: unit.into(),
+            ours,
+            peer: Some(peer),
+            ratio,
+        }
+    }
+
+    pub fn ours(group: &str, name: &str, what: &str, unit: &str, ours: Stat) -> Row {
+        Row {
+            group: group.into(),
+            name: name.into(),
+            what: what.into(),
+            unit: unit.into(),
+            ours,
+            peer: None,
+            ratio: None,
+        }
+    }
+}
+
+/// Everything one `cargo xtask bench` produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub qemu: String,
+    pub accelerator: String,
+    /// True under TCG: times are of an emulator, cycles are instruction counts.
+    pub emulated: bool,
+    pub commit: String,
+    pub date: String,
+    pub smoke: bool,
+    /// The Debian kernel package of the Linux guest.
+    pub peer_kernel: Option<String>,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Writes the three files into `folder`. With `merge`, rows of benchmarks this run did not
+    /// measure are kept from the previous `results.json`.
+    pub fn write(&self, folder: &Path, merge: bool) -> anyhow::Result<()> {
+        std::fs::create_dir_all(folder)?;
+        let json_path = folder.join("results.json");
+        let mut report = self.clone();
+        if merge
+            && let Some(previous) = std::fs::read_to_string(&json_path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Report>(&text).ok())
+        {
+            let measured: Vec<&str> = self.rows.iter().map(|row| row.group.as_str()).collect();
+            let mut rows: Vec<Row> = previous
+                .rows
+                .into_iter()
+                .filter(|row| !measured.contains(&row.group.as_str()))
+                .collect();
+            rows.extend(self.rows.iter().cloned());
+            let order = |row: &Row| super::BENCHMARKS.iter().position(|b| *b == row.group);
+            rows.sort_by_key(order);
+            report.rows = rows;
+            report.peer_kernel = report.peer_kernel.or(previous.peer_kernel);
+        }
+        std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        std::fs::write(folder.join("report.md"), report.markdown())?;
+        std::fs::write(folder.join("report.svg"), report.svg())?;
+        println!("{}", report.markdown());
+        println!(
+            "reports: {}/{{results.json,report.md,report.svg}}",
+            folder.display()
+        );
+        Ok(())
+    }
+
+    /// The Markdown table.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured {} at commit {} with {} ({}){}; Linux guest: {}.\n",
+            self.date,
+            self.commit,
+            self.qemu,
+            if self.emulated {
+                "TCG: emulated, so times are the emulator's and ticks are instruction counts"
+            } else {
+                "hardware-accelerated"
+            },
+            if self.smoke {
+                "; SMOKE RUN: minimal iterations, figures are rough"
+            } else {
+                ""
+            },
+            self.peer_kernel.as_deref().unwrap_or("not needed")
+        );
+        let _ = writeln!(
+            out,
+            "| benchmark | measure | ours | Linux guest | ours ÷ Linux |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        for row in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                row.group,
+                row.name,
+                row.ours.show(&row.unit),
+                row.peer
+                    .as_ref()
+                    .map_or("—".to_owned(), |peer| peer.show(&row.unit)),
+                row.ratio
+                    .map_or("—".to_owned(), |ratio| format!("{ratio:.3}×")),
+            );
+        }
+        let _ = writeln!(out, "\nWhat ran:\n");
+        for row in &self.rows {
+            let _ = writeln!(out, "- **{}** ({}): {}", row.name, row.group, row.what);
+        }
+        out
+    }
+
+    /// A bar chart: for each measure with a peer, ours and the Linux guest's, scaled to the
+    /// larger of the two, with the ratio.
+    pub fn svg(&self) -> String {
+        let compared: Vec<&Row> = self.rows.iter().filter(|row| row.peer.is_some()).collect();
+        let (left, bar_width, row_height) = (330.0, 360.0, 46.0);
+        let height = 60.0 + row_height * compared.len() as f64 + 20.0;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
+        );
+        let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+        let _ = writeln!(
+            out,
+            "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">libos vs Linux guest ({}{}), shorter is better</text>",
+            escape(&self.accelerator),
+            if self.smoke { ", smoke run" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "<rect x=\"10\" y=\"34\" width=\"12\" height=\"10\" fill=\"#2b6cb0\"/><text x=\"26\" y=\"43\">libos</text>\
+             <rect x=\"80\" y=\"34\" width=\"12\" height=\"10\" fill=\"#a0aec0\"/><text x=\"96\" y=\"43\">Linux guest</text>"
+        );
+        for (index, row) in compared.iter().enumerate() {
+            let peer = row.peer.as_ref().expect("filtered");
+            let top = 60.0 + row_height * index as f64;
+            let largest = row.ours.median.max(peer.median).max(f64::MIN_POSITIVE);
+            let ours_width = (row.ours.median / largest * bar_width).max(1.0);
+            let peer_width = (peer.median / largest * bar_width).max(1.0);
+            let _ = writeln!(
+                out,
+                "<text x=\"10\" y=\"{:.0}\">{}</text>",
+                top + 14.0,
+                escape(&row.name)
+            );
+            let _ = writeln!(
+                out,
+                "<text x=\"10\" y=\"{:.0}\" fill=\"#555\">{}</text>",
+                top + 30.0,
+                escape(&format!(
+                    "{} · ours ÷ Linux = {:.3}×",
+                    row.group,
+                    row.ratio.unwrap_or(f64::NAN)
+                ))
+            );
+            let _ = writeln!(
+                out,
+                "<rect x=\"{left}\" y=\"{:.0}\" width=\"{ours_width:.1}\" height=\"14\" fill=\"#2b6cb0\"/>\
+                 <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                top + 4.0,
+                left + ours_width + 4.0,
+                top + 15.0,
+                escape(&row.ours.show(&row.unit))
+            );
+            let _ = writeln!(
+                out,
+                "<rect x=\"{left}\" y=\"{:.0}\" width=\"{peer_width:.1}\" height=\"14\" fill=\"#a0aec0\"/>\
+                 <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                top + 20.0,
+                left + peer_width + 4.0,
+                top + 31.0,
+                escape(&peer.show(&row.unit))
+            );
+        }
+        let _ = writeln!(out, "</svg>");
+        out
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            qemu: "QEMU 7.2".into(),
+            accelerator: "tcg".into(),
+            emulated: true,
+            commit: "abc".into(),
+            date: "2026-11-26".into(),
+            smoke: false,
+            peer_kernel: Some("linux-image-x".into()),
+            rows: vec![
+                Row::compared(
+                    "boot",
+                    "boot <BIOS>",
+                    "w",
+                    "ms",
+                    Stat::from_samples(&[3.0, 1.0, 2.0]),
+                    Stat::single(8.0),
+                ),
+                Row::ours("scale", "apps", "w", "apps", Stat::single(1024.0)),
+            ],
+        }
+    }
+
+    #[test]
+    fn stats_take_the_median_and_spread() {
+        let stat = Stat::from_samples(&[5.0, 1.0, 3.0, 9.0, 7.0]);
+        assert_eq!(
+            (stat.median, stat.min, stat.max, stat.samples),
+            (5.0, 1.0, 9.0, 5)
+        );
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_measure_with_the_ratio() {
+        let text = report().markdown();
+        assert!(
+            text.contains("| boot | boot <BIOS> | 2 ms (1 ms–3 ms, n=3) | 8 ms | 0.250× |"),
+            "{text}"
+        );
+        assert!(text.contains("| scale | apps | 1024 | — | — |"), "{text}");
+        assert!(text.contains("TCG: emulated"));
+    }
+
+    #[test]
+    fn svg_escapes_text_and_draws_compared_rows() {
+        let svg = report().svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("boot &lt;BIOS&gt;"));
+        assert!(!svg.contains("<BIOS>"));
+        assert_eq!(
+            svg.matches("fill=\"#2b6cb0\"").count(),
+            2,
+            "legend + one bar"
+        );
+    }
+
+    #[test]
+    fn a_partial_run_keeps_the_other_benchmarks_rows() {
+        let folder = std::env::temp_dir().join(format!("libos-report-{}", std::process::id()));
+        let full = report();
+        full.write(&folder, false).unwrap();
+        let mut partial = report();
+        partial.rows.retain(|row| row.group == "scale");
+        partial.rows[0].ours = Stat::single(512.0);
+        partial.write(&folder, true).unwrap();
+        let merged: Report =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(merged.rows.len(), 2);
+        assert_eq!(merged.rows[0].group, "boot");
+        assert_eq!(merged.rows[1].ours.median, 512.0);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}

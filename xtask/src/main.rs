@@ -72,6 +72,10 @@ enum Task {
         /// Minimal iterations: check that every benchmark runs and reports.
         #[arg(long)]
         smoke: bool,
+        /// Instead of running, copy the latest full results to xtask/bench-results/ (what the
+        /// README shows).
+        #[arg(long, conflicts_with_all = ["name", "smoke"])]
+        publish: bool,
     },
 }
 
@@ -149,7 +153,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Test => xtask::test::run(),
         Task::Lint => xtask::test::lint(),
-        Task::Bench { name, smoke } => {
+        Task::Bench { publish: true, .. } => xtask::bench::publish(),
+        Task::Bench { name, smoke, .. } => {
             xtask::bench::run(name.as_deref(), xtask::bench::Settings::new(smoke)).map(|_| ())
         }
     }

@@ -33,20 +33,25 @@ use std::time::Duration;
 /// The benchmarks, by name, in the order the suite runs them.
 pub const BENCHMARKS: &[&str] = &["boot", "footprint", "calls", "switch", "scale"];
 
-/// How hard to try.
-#[derive(Debug, Clone, Copy)]
+/// How hard to try, and where to write.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Minimal iterations: every benchmark runs and reports, numbers are rough (CI uses this).
     pub smoke: bool,
     /// Boots per timed measurement.
     pub runs: usize,
+    /// Where the reports go: `target/bench/`, or `target/bench/smoke/` for a smoke run, so a
+    /// smoke run never overwrites real figures.
+    pub out: std::path::PathBuf,
 }
 
 impl Settings {
     pub fn new(smoke: bool) -> Settings {
+        let bench = crate::target_dir().join("bench");
         Settings {
             smoke,
             runs: if smoke { 1 } else { 5 },
+            out: if smoke { bench.join("smoke") } else { bench },
         }
     }
 }
@@ -503,7 +508,7 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
     );
     progress.enable_steady_tick(Duration::from_millis(200));
     let mut suite = Suite {
-        settings,
+        settings: settings.clone(),
         progress,
         peer: None,
         rows: Vec::new(),
@@ -534,7 +539,30 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
         peer_kernel: suite.peer.as_ref().map(|peer| peer.kernel_package.clone()),
         rows: suite.rows,
     };
-    let out = crate::target_dir().join("bench");
-    report.write(&out, only.is_some())?;
+    report.write(&settings.out, only.is_some())?;
     Ok(report)
+}
+
+/// Where `cargo xtask bench --publish` puts the latest full results for the README.
+pub fn published_folder() -> std::path::PathBuf {
+    crate::workspace_root().join("xtask/bench-results")
+}
+
+/// Copies the latest full run's results (re-rendered) to [`published_folder`].
+pub fn publish() -> anyhow::Result<()> {
+    let path = crate::target_dir().join("bench/results.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no results to publish at {}: run `cargo xtask bench` first",
+            path.display()
+        )
+    })?;
+    let report: Report = serde_json::from_str(&text).context("results.json does not parse")?;
+    if report.smoke {
+        bail!(
+            "{} holds a smoke run; publish only full runs",
+            path.display()
+        );
+    }
+    report.write(&published_folder(), false)
 }

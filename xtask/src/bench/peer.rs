@@ -191,6 +191,7 @@ pub fn build() -> anyhow::Result<Peer> {
     std::fs::write(&initramfs, archive)?;
     std::fs::write(&stamp, format!("{PEER_VERSION} {package}\n"))?;
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&debs);
     Ok(Peer {
         kernel,
         initramfs,

@@ -42,6 +42,10 @@ impl Stat {
     }
 
     fn show(&self, unit: &str) -> String {
+        self.show_with(unit, true)
+    }
+
+    fn show_with(&self, unit: &str, spread: bool) -> String {
         let value = |v: f64| match unit {
             "bytes" if v >= 1024.0 * 1024.0 => format!("{:.2} MiB", v / 1024.0 / 1024.0),
             "bytes" if v >= 1024.0 => format!("{:.1} KiB", v / 1024.0),
@@ -51,7 +55,7 @@ impl Stat {
             "apps" => format!("{v:.0}"),
             _ => format!("{v:.1}"),
         };
-        if self.samples > 1 {
+        if spread && self.samples > 1 {
             format!(
                 "{} ({}–{}, n={})",
                 value(self.median),
@@ -222,7 +226,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
         );
         let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
         let _ = writeln!(
@@ -265,7 +269,7 @@ impl Report {
                 top + 4.0,
                 left + ours_width + 4.0,
                 top + 15.0,
-                escape(&row.ours.show(&row.unit))
+                escape(&row.ours.show_with(&row.unit, false))
             );
             let _ = writeln!(
                 out,
@@ -274,7 +278,7 @@ impl Report {
                 top + 20.0,
                 left + peer_width + 4.0,
                 top + 31.0,
-                escape(&peer.show(&row.unit))
+                escape(&peer.show_with(&row.unit, false))
             );
         }
         let _ = writeln!(out, "</svg>");

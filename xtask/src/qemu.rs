@@ -54,9 +54,60 @@ impl Profile {
     }
 }
 
-/// How QEMU accelerates: TCG unless `LIBOS_QEMU_ACCEL` says otherwise (KVM where it works).
+/// The accelerator chosen by [`use_accelerator`] (the benchmark suite's KVM probe).
+static CHOSEN_ACCELERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// How QEMU accelerates: `LIBOS_QEMU_ACCEL` if set, else what [`use_accelerator`] chose, else
+/// TCG (KVM does not work on every machine that has `/dev/kvm`).
 pub fn accelerator() -> String {
-    std::env::var("LIBOS_QEMU_ACCEL").unwrap_or_else(|_| "tcg".to_owned())
+    std::env::var("LIBOS_QEMU_ACCEL")
+        .ok()
+        .or_else(|| CHOSEN_ACCELERATOR.get().cloned())
+        .unwrap_or_else(|| "tcg".to_owned())
+}
+
+/// Makes later runs of this process use `accelerator` (unless `LIBOS_QEMU_ACCEL` is set).
+pub fn use_accelerator(accelerator: &str) {
+    let _ = CHOSEN_ACCELERATOR.set(accelerator.to_owned());
+}
+
+/// Whether KVM really works here: boots `image` (which must end by itself with success) with
+/// `-accel kvm`. `Err` says why not.
+pub fn probe_kvm(profile: &Profile, image: &Path) -> Result<(), String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("no /dev/kvm".into());
+    }
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args([
+            "-machine",
+            &profile.machine,
+            "-cpu",
+            "host",
+            "-m",
+            &profile.memory,
+            "-accel",
+            "kvm",
+        ])
+        .args(&profile.args)
+        .args(["-serial", "stdio", "-drive"])
+        .arg(format!("format=raw,file={}", image.display()));
+    match run_captured(command, Duration::from_secs(30)) {
+        Ok(output) if output.outcome == Some(ImageOutcome::AllAppsSucceeded) => Ok(()),
+        Ok(output) => {
+            let last = output
+                .serial
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("no output");
+            Err(format!(
+                "a test boot with -accel kvm failed: {}",
+                last.trim()
+            ))
+        }
+        Err(error) => Err(format!("{error:#}")),
+    }
 }
 
 fn is_root() -> bool {
@@ -109,7 +160,7 @@ pub struct RunOptions {
     pub interactive: bool,
     /// Wait for GDB on :1234 before the first instruction.
     pub gdb: bool,
-    /// `-icount shift=0`: the guest TSC counts instructions (for cycle benchmarks).
+    /// `-icount shift=0` under TCG: the guest TSC counts instructions (for cycle benchmarks).
     pub icount: bool,
     /// Overrides the profile's memory size (`-m`).
     pub memory: Option<String>,
@@ -118,11 +169,18 @@ pub struct RunOptions {
 /// The machine part of a QEMU command line: everything but what it boots.
 fn machine(profile: &Profile, options: &RunOptions) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
+    let accelerator = accelerator();
+    // Under KVM the guest sees the host CPU; TCG emulates the profile's.
+    let cpu = if accelerator == "kvm" {
+        "host"
+    } else {
+        profile.cpu.as_str()
+    };
     command
         .args(["-machine", &profile.machine])
-        .args(["-cpu", &profile.cpu])
+        .args(["-cpu", cpu])
         .args(["-m", options.memory.as_deref().unwrap_or(&profile.memory)])
-        .args(["-accel", &accelerator()]);
+        .args(["-accel", &accelerator]);
     command.args(&profile.args);
     command.args([
         "-serial",
@@ -132,7 +190,8 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
             "stdio"
         },
     ]);
-    if options.icount {
+    // icount exists only in TCG; under KVM the TSC counts real cycles anyway.
+    if options.icount && accelerator == "tcg" {
         command.args(["-icount", "shift=0"]);
     }
     if options.gdb {

@@ -314,6 +314,20 @@ fn find<'a>(measurements: &'a [Measurement], name: &str) -> anyhow::Result<&'a M
 
 const TICKS: &str = "ticks/op";
 
+/// What a guest TSC tick means under the accelerator in use.
+fn ticks_meaning(what: &str) -> String {
+    if qemu::accelerator() == "tcg" {
+        format!(
+            "guest TSC ticks {what}, under -icount shift=0 (the TSC counts emulated instructions)"
+        )
+    } else {
+        format!(
+            "guest TSC ticks {what}, under {} (real cycles at the TSC rate)",
+            qemu::accelerator()
+        )
+    }
+}
+
 fn calls(suite: &mut Suite) -> anyhow::Result<()> {
     suite.step("calls: libos calls and kcalls (icount)".into());
     let ours = instruction_counted("bench-calls")?;
@@ -331,7 +345,7 @@ fn calls(suite: &mut Suite) -> anyhow::Result<()> {
             output.serial
         )
     })?);
-    let what = "guest TSC ticks per operation under -icount shift=0 (emulated instructions), median of 7 runs";
+    let what = &ticks_meaning("per operation, median of 7 runs");
     suite.rows.push(Row::compared(
         "calls",
         "libos clock read vs Linux getpid()",
@@ -371,7 +385,7 @@ fn switch(suite: &mut Suite) -> anyhow::Result<()> {
     suite.rows.push(Row::ours(
         "switch",
         "app switch (yield kcall → scheduler → other app)",
-        "guest TSC ticks per switch under -icount shift=0, two apps yielding to each other",
+        &ticks_meaning("per switch, two apps yielding to each other"),
         TICKS,
         Stat::from_measurement(find(&ours, "app_switch")?),
     ));
@@ -474,6 +488,27 @@ fn scale(suite: &mut Suite) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Uses KVM for the whole suite when it really works here (a test boot), else TCG; returns
+/// what the probe found, for the report.
+fn choose_accelerator() -> anyhow::Result<String> {
+    if let Ok(forced) = std::env::var("LIBOS_QEMU_ACCEL") {
+        return Ok(format!("LIBOS_QEMU_ACCEL={forced}"));
+    }
+    let (_, disk) = crate::boot_image(&default_bundle()?, Firmware::Bios)?;
+    Ok(
+        match qemu::probe_kvm(&Profile::for_firmware(Firmware::Bios)?, &disk) {
+            Ok(()) => {
+                qemu::use_accelerator("kvm");
+                "KVM works: used".to_owned()
+            }
+            Err(why) => {
+                qemu::use_accelerator("tcg");
+                format!("KVM not used: {why}")
+            }
+        },
+    )
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
         .args(args)
@@ -501,6 +536,7 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
         );
     }
     qemu::ensure_installed()?;
+    let kvm = choose_accelerator()?;
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -533,6 +569,7 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
         qemu: command_output("qemu-system-x86_64", &["--version"]),
         accelerator: accelerator.clone(),
         emulated: accelerator == "tcg",
+        kvm,
         commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
         date: command_output("date", &["-u", "+%Y-%m-%d"]),
         smoke: settings.smoke,

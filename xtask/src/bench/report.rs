@@ -126,6 +126,9 @@ pub struct Report {
     pub accelerator: String,
     /// True under TCG: times are of an emulator, cycles are instruction counts.
     pub emulated: bool,
+    /// What the KVM probe found (or that the accelerator was forced).
+    #[serde(default)]
+    pub kvm: String,
     pub commit: String,
     pub date: String,
     pub smoke: bool,
@@ -175,7 +178,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Measured {} at commit {} with {} ({}){}; Linux guest: {}.\n",
+            "Measured {} at commit {} with {} ({}; {}){}; Linux guest: {}.\n",
             self.date,
             self.commit,
             self.qemu,
@@ -184,6 +187,7 @@ impl Report {
             } else {
                 "hardware-accelerated"
             },
+            self.kvm,
             if self.smoke {
                 "; SMOKE RUN: minimal iterations, figures are rough"
             } else {
@@ -301,6 +305,7 @@ mod tests {
             qemu: "QEMU 7.2".into(),
             accelerator: "tcg".into(),
             emulated: true,
+            kvm: "KVM not used: no /dev/kvm".into(),
             commit: "abc".into(),
             date: "2026-11-26".into(),
             smoke: false,

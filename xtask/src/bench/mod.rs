@@ -220,39 +220,40 @@ fn footprint(suite: &mut Suite) -> anyhow::Result<()> {
     let peer = suite.peer()?;
     let linux_kernel = file_size(&peer.kernel)?;
     let linux_initramfs = file_size(&peer.initramfs)?;
-    let what = "bytes on disk";
-    suite.rows.push(Row::compared(
-        "footprint",
-        "kernel: kernel-lite ELF vs vmlinuz",
-        what,
-        "bytes",
-        Stat::single(file_size(&built.kernel)?),
-        Stat::single(linux_kernel),
-    ));
-    suite.rows.push(Row::compared(
-        "footprint",
-        "user space: user image ELF vs initramfs",
-        what,
-        "bytes",
-        Stat::single(file_size(&built.user_image)?),
-        Stat::single(linux_initramfs),
-    ));
-    suite.rows.push(Row::compared(
-        "footprint",
-        "boot payload: BIOS disk image vs kernel + initramfs",
-        what,
-        "bytes",
-        Stat::single(file_size(&bios)?),
-        Stat::single(linux_kernel + linux_initramfs),
-    ));
-    suite.rows.push(Row::compared(
-        "footprint",
-        "boot payload: UEFI disk image vs kernel + initramfs",
-        what,
-        "bytes",
-        Stat::single(file_size(&uefi)?),
-        Stat::single(linux_kernel + linux_initramfs),
-    ));
+    let linux_boot = linux_kernel + linux_initramfs;
+    let sizes = [
+        (
+            "kernel: kernel-lite ELF vs vmlinuz",
+            file_size(&built.kernel)?,
+            linux_kernel,
+        ),
+        (
+            "user space: user image ELF vs initramfs",
+            file_size(&built.user_image)?,
+            linux_initramfs,
+        ),
+        (
+            "boot payload: BIOS disk image vs kernel + initramfs",
+            file_size(&bios)?,
+            linux_boot,
+        ),
+        (
+            "boot payload: UEFI disk image vs kernel + initramfs",
+            file_size(&uefi)?,
+            linux_boot,
+        ),
+    ];
+    for (name, ours, linux) in sizes {
+        let (ours, linux) = (Stat::single(ours), Stat::single(linux));
+        suite.rows.push(Row::compared(
+            "footprint",
+            name,
+            "bytes on disk",
+            "bytes",
+            ours,
+            linux,
+        ));
+    }
 
     let step = if suite.settings.smoke { 64 } else { 2 };
     let ours = smallest_memory(suite, "our image", 2, 256, step, |mib| {

@@ -86,6 +86,7 @@ pub struct Row {
 }
 
 impl Row {
+    /// A measure with the Linux guest's figure beside ours.
     pub fn compared(
         group: &str,
         name: &str,
@@ -96,16 +97,13 @@ impl Row {
     ) -> Row {
         let ratio = (peer.median > 0.0).then(|| ours.median / peer.median);
         Row {
-            group: group.into(),
-            name: name.into(),
-            what: what.into(),
-            unit: unit.into(),
-            ours,
             peer: Some(peer),
             ratio,
+            ..Row::ours(group, name, what, unit, ours)
         }
     }
 
+    /// A measure the Linux guest has no counterpart for.
     pub fn ours(group: &str, name: &str, what: &str, unit: &str, ours: Stat) -> Row {
         Row {
             group: group.into(),

@@ -59,3 +59,21 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
         3 + 2 * report.rows.iter().filter(|row| row.peer.is_some()).count()
     );
 }
+
+#[test]
+fn the_linux_peer_serves_its_page_with_nginx() {
+    let output = xtask::bench::peer_nginx_serves().expect("the peer boots");
+    println!("{}", output.serial);
+    assert!(
+        output.ready_after.is_some(),
+        "nginx did not serve inside the Linux guest"
+    );
+    let page = String::from_utf8(xtask::bench::peer::served_page()).unwrap();
+    assert_eq!(page.len(), 612);
+    // The guest's console turns "\n" into "\r\n".
+    let serial = output.serial.replace("\r\n", "\n");
+    assert!(
+        serial.contains(page.trim_end()),
+        "the guest did not print the served page"
+    );
+}

@@ -52,6 +52,11 @@ fn build_for_target(package: &str, features: &[&str]) -> anyhow::Result<PathBuf>
 
 /// `llvm-objcopy` from the toolchain's `llvm-tools-preview` component.
 fn llvm_objcopy() -> anyhow::Result<PathBuf> {
+    llvm_tool("llvm-objcopy")
+}
+
+/// A tool of the toolchain's `llvm-tools-preview` component (`llvm-objcopy`, `llvm-readobj`).
+pub fn llvm_tool(name: &str) -> anyhow::Result<PathBuf> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(rustc)
         .current_dir(crate::workspace_root())
@@ -63,7 +68,8 @@ fn llvm_objcopy() -> anyhow::Result<PathBuf> {
     let tool = sysroot
         .join("lib/rustlib")
         .join(host)
-        .join("bin/llvm-objcopy");
+        .join("bin")
+        .join(name);
     if !tool.is_file() {
         bail!(
             "{} is missing: the toolchain needs the llvm-tools-preview component (rust-toolchain.toml lists it)",

@@ -581,6 +581,27 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Boots the Linux guest with nginx and fetches its page over loopback inside the guest: the
+/// check that the peer the HTTP benchmarks compare against really serves.
+pub fn peer_nginx_serves() -> anyhow::Result<RunOutput> {
+    let peer = peer::build()?;
+    let profile = Profile::for_firmware(Firmware::Bios)?;
+    let append = "console=ttyS0 quiet panic=-1 libos.bench=nginx";
+    let options = RunOptions::default();
+    let command = qemu::linux_command(
+        &profile,
+        &peer.kernel,
+        &peer.initramfs_nginx,
+        append,
+        &options,
+    )?;
+    qemu::run_watched(
+        command,
+        Duration::from_secs(120),
+        Some(peer::NGINX_SERVED_LINE),
+    )
+}
+
 /// Where `cargo xtask bench --publish` puts the latest full results for the README.
 pub fn published_folder() -> std::path::PathBuf {
     crate::workspace_root().join("xtask/bench-results")

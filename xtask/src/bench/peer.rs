@@ -1,7 +1,11 @@
 //! The peer every benchmark is compared with: a Linux guest built from Debian packages only —
-//! the `linux-image-cloud-amd64` kernel, `busybox-static` as its whole userland, and a tiny
-//! static program for the system-call benchmark — booted by QEMU with the same machine flags as
-//! our images. Built once and cached under `target/peer/`.
+//! the `linux-image-cloud-amd64` kernel, `busybox-static` as its whole userland, a tiny static
+//! program for the system-call benchmark, and `nginx` with its shared libraries — booted by QEMU
+//! with the same machine flags as our images. Built once and cached under `target/peer/`.
+//!
+//! Two initramfs images: `initramfs.cpio` (busybox and the syscall benchmark) for the boot,
+//! footprint and call benchmarks, so Linux does not pay for unpacking a web server it does not
+//! run there; and `initramfs-nginx.cpio`, the same plus nginx, for the HTTP benchmarks.
 
 use super::cpio::{self, Entry};
 use anyhow::{Context, bail};
@@ -9,16 +13,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when the peer's contents change, so a cached one is rebuilt.
-const PEER_VERSION: &str = "1";
+const PEER_VERSION: &str = "3";
 
 /// The line the guest prints once its init runs: "ready".
 pub const READY_LINE: &str = "LINUX-PEER READY";
 
-/// A built peer: its kernel and its initramfs.
+/// What the guest prints after nginx served its page over loopback (`libos.bench=nginx`).
+pub const NGINX_SERVED_LINE: &str = "LINUX-PEER NGINX SERVED";
+
+/// A built peer: its kernel and its initramfs images.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
+    /// `initramfs` plus nginx and its libraries.
+    pub initramfs_nginx: PathBuf,
     /// The Debian kernel package it came from.
     pub kernel_package: String,
 }
@@ -119,24 +128,38 @@ const INIT: &str = "#!/bin/busybox sh
 echo LINUX-PEER READY
 case \"$(/bin/busybox cat /proc/cmdline)\" in
   *libos.bench=calls*) /bin/syscall-bench ;;
+  *libos.bench=nginx*)
+    /bin/busybox mount -t devtmpfs dev /dev
+    /bin/busybox ip link set lo up
+    /usr/sbin/nginx -c /etc/nginx/nginx.conf &&
+      /bin/busybox wget -q -O - http://127.0.0.1/ && echo LINUX-PEER NGINX SERVED ;;
 esac
 /bin/busybox poweroff -f
 ";
 
+/// One build at a time in a process: concurrent callers share the cache.
+static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds the peer (or finds it cached).
 pub fn build() -> anyhow::Result<Peer> {
+    let _guard = BUILD_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let folder = crate::target_dir().join("peer");
     let stamp = folder.join("stamp");
     let kernel = folder.join("vmlinuz");
     let initramfs = folder.join("initramfs.cpio");
+    let initramfs_nginx = folder.join("initramfs-nginx.cpio");
     if let Ok(text) = std::fs::read_to_string(&stamp)
         && let Some(package) = text.strip_prefix(&format!("{PEER_VERSION} "))
         && kernel.is_file()
         && initramfs.is_file()
+        && initramfs_nginx.is_file()
     {
         return Ok(Peer {
             kernel,
             initramfs,
+            initramfs_nginx,
             kernel_package: package.trim().to_owned(),
         });
     }
@@ -147,7 +170,14 @@ pub fn build() -> anyhow::Result<Peer> {
     let _ = std::fs::remove_dir_all(&folder);
     let package = kernel_package()?;
     let debs = folder.join("debs");
-    download(&[&package, "busybox-static"], &debs)?;
+    let mut packages = vec![
+        package.clone(),
+        "busybox-static".to_owned(),
+        "nginx".to_owned(),
+    ];
+    packages.extend(library_dependencies("nginx")?);
+    let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+    download(&names, &debs)?;
     let root = folder.join("extract");
     extract_all(&debs, &root)?;
     let vmlinuz = std::fs::read_dir(root.join("boot"))?
@@ -163,7 +193,7 @@ pub fn build() -> anyhow::Result<Peer> {
     let bench_binary = folder.join("syscall-bench");
     compile_syscall_bench(&bench_binary)?;
     let bench = std::fs::read(&bench_binary)?;
-    let archive = cpio::archive(&[
+    let base = [
         Entry::Directory { path: "bin" },
         Entry::Directory { path: "dev" },
         Entry::Directory { path: "proc" },
@@ -187,14 +217,178 @@ pub fn build() -> anyhow::Result<Peer> {
             data: INIT.as_bytes(),
             executable: true,
         },
-    ]);
-    std::fs::write(&initramfs, archive)?;
+    ];
+    std::fs::write(&initramfs, cpio::archive(&base))?;
+    let nginx = NginxFiles::collect(&root)?;
+    let mut with_nginx: Vec<Entry<'_>> = base.into_iter().collect();
+    with_nginx.extend(nginx.entries());
+    std::fs::write(&initramfs_nginx, cpio::archive(&with_nginx))?;
     std::fs::write(&stamp, format!("{PEER_VERSION} {package}\n"))?;
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&debs);
     Ok(Peer {
         kernel,
         initramfs,
+        initramfs_nginx,
         kernel_package: package,
     })
+}
+
+/// The library packages `package` depends on directly (nginx's are libc6, libcrypt1,
+/// libpcre2-8-0, libssl3 and zlib1g; none of those needs more than libc6).
+fn library_dependencies(package: &str) -> anyhow::Result<Vec<String>> {
+    let out = run(
+        Command::new("apt-cache").args(["depends", package]),
+        "apt-cache depends",
+    )?;
+    let mut libraries: Vec<String> = out
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Depends: "))
+        .filter(|name| name.starts_with("lib") || name.starts_with("zlib"))
+        .map(str::to_owned)
+        .collect();
+    libraries.sort();
+    libraries.dedup();
+    if libraries.is_empty() {
+        bail!("apt-cache lists no library dependencies for {package}");
+    }
+    Ok(libraries)
+}
+
+/// The page nginx serves: 612 bytes, the size of nginx's stock welcome page that Unikraft's
+/// published wrk runs fetched.
+pub fn served_page() -> Vec<u8> {
+    let head = b"<!DOCTYPE html>\n<html><head><title>libos peer</title></head><body>\n<p>";
+    let tail = b"</p>\n</body></html>\n";
+    let mut page = head.to_vec();
+    page.resize(612 - tail.len(), b'x');
+    page.extend_from_slice(tail);
+    page
+}
+
+const NGINX_CONF: &str = "user root;
+worker_processes 1;
+error_log stderr;
+pid /run/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    default_type text/html;
+    server {
+        listen 80;
+        location / { root /www; }
+    }
+}
+";
+
+/// nginx, the shared libraries it needs (found through its ELF `DT_NEEDED` entries in the
+/// extracted packages), and the files it expects.
+struct NginxFiles {
+    binary: Vec<u8>,
+    /// (path in the guest, contents)
+    libraries: Vec<(String, Vec<u8>)>,
+    page: Vec<u8>,
+}
+
+impl NginxFiles {
+    fn collect(root: &Path) -> anyhow::Result<NginxFiles> {
+        let binary_path = root.join("usr/sbin/nginx");
+        let binary =
+            std::fs::read(&binary_path).context("the nginx package holds no /usr/sbin/nginx")?;
+        let folders = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"];
+        let mut wanted = vec![binary_path];
+        let mut libraries: Vec<(String, Vec<u8>)> = Vec::new();
+        while let Some(object) = wanted.pop() {
+            for name in needed_libraries(&object)? {
+                let path = format!("lib/x86_64-linux-gnu/{name}");
+                if libraries.iter().any(|(known, _)| *known == path) {
+                    continue;
+                }
+                let found = folders
+                    .iter()
+                    .map(|folder| root.join(folder).join(&name))
+                    .find(|candidate| candidate.exists())
+                    .with_context(|| {
+                        format!("nginx needs {name}, which no downloaded package holds")
+                    })?;
+                libraries.push((path, std::fs::read(&found)?));
+                wanted.push(found);
+            }
+        }
+        let loader = std::fs::read(root.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+            .context("libc6 holds no ld-linux-x86-64.so.2")?;
+        libraries.push(("lib64/ld-linux-x86-64.so.2".to_owned(), loader));
+        Ok(NginxFiles {
+            binary,
+            libraries,
+            page: served_page(),
+        })
+    }
+
+    fn entries(&self) -> Vec<Entry<'_>> {
+        let folders = [
+            "etc",
+            "etc/nginx",
+            "lib",
+            "lib/x86_64-linux-gnu",
+            "lib64",
+            "run",
+            "tmp",
+            "usr",
+            "usr/sbin",
+            "var",
+            "var/lib",
+            "var/lib/nginx",
+            "var/log",
+            "var/log/nginx",
+            "www",
+        ];
+        let mut entries: Vec<Entry<'_>> = folders
+            .into_iter()
+            .map(|path| Entry::Directory { path })
+            .collect();
+        entries.push(Entry::File {
+            path: "usr/sbin/nginx",
+            data: &self.binary,
+            executable: true,
+        });
+        for (path, data) in &self.libraries {
+            entries.push(Entry::File {
+                path,
+                data,
+                executable: true,
+            });
+        }
+        for (path, data) in [
+            ("etc/nginx/nginx.conf", NGINX_CONF.as_bytes()),
+            ("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n".as_slice()),
+            ("etc/group", b"root:x:0:\n".as_slice()),
+            ("www/index.html", &self.page),
+        ] {
+            entries.push(Entry::File {
+                path,
+                data,
+                executable: false,
+            });
+        }
+        entries
+    }
+}
+
+/// The `DT_NEEDED` names of an ELF file, read with the toolchain's `llvm-readobj`.
+fn needed_libraries(object: &Path) -> anyhow::Result<Vec<String>> {
+    let readobj = crate::compile::llvm_tool("llvm-readobj")?;
+    let out = run(
+        Command::new(readobj).arg("--needed-libs").arg(object),
+        "llvm-readobj --needed-libs",
+    )?;
+    // The names follow a "NeededLibraries [" line, one a line, up to "]".
+    Ok(out
+        .lines()
+        .skip_while(|line| !line.contains("NeededLibraries"))
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with(']'))
+        .map(|line| line.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
 }

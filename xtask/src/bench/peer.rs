@@ -71,19 +71,25 @@ fn kernel_package() -> anyhow::Result<String> {
 
 fn download(packages: &[&str], folder: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(folder)?;
-    run(
-        Command::new("apt-get")
-            .arg("download")
-            .args(packages)
-            .current_dir(folder),
-        &format!("apt-get download {}", packages.join(" ")),
-    )
-    .with_context(|| {
-        format!(
-            "a Debian package for the Linux peer is missing: {}",
-            packages.join(", ")
+    let attempt = || {
+        run(
+            Command::new("apt-get")
+                .arg("download")
+                .args(packages)
+                .current_dir(folder),
+            &format!("apt-get download {}", packages.join(" ")),
         )
-    })?;
+    };
+    if attempt().is_err() {
+        // Stale package lists name versions the mirror no longer has: refresh once and retry.
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        attempt().with_context(|| {
+            format!(
+                "a Debian package for the Linux peer is missing: {}",
+                packages.join(", ")
+            )
+        })?;
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! ring 0 is a kernel-lite bug: it is reported the same way and ends the machine.
 
 use crate::cpu::{DOUBLE_FAULT_IST, NMI_IST};
-use crate::{apps, kprintln, machine, timer};
+use crate::{apps, kprintln, machine};
 use core::fmt;
 use lite_abi::exit::ImageOutcome;
 use pic8259::ChainedPics;
@@ -156,7 +156,6 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
 }
 
 extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
-    timer::on_tick();
     // SAFETY: this is the handler of the PIC's timer line, so an EOI is owed for it.
     unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
     if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {

@@ -11,7 +11,6 @@ const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 50 ms of PIT channel 2.
 const CALIBRATION_PIT_TICKS: u64 = PIT_HZ / 20;
 
-static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// Reads the time-stamp counter.
@@ -68,15 +67,4 @@ fn calibrate_tsc() -> u64 {
 /// TSC ticks per millisecond.
 pub fn tsc_per_ms() -> u64 {
     TSC_HZ.load(Ordering::Relaxed) / 1000
-}
-
-/// Called on every timer interrupt.
-pub fn on_tick() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Timer interrupts since boot.
-#[allow(dead_code)]
-pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
 }

@@ -204,6 +204,12 @@ fn scheduler_loop() -> ! {
 }
 
 impl Scheduler {
+    /// The app on the CPU; only called while one runs (from its kcalls and faults).
+    fn running(&mut self) -> &mut App {
+        let index = self.current.expect("an app is running");
+        &mut self.apps[index]
+    }
+
     fn pick_next(&self) -> Option<usize> {
         let count = self.apps.len();
         (1..=count)
@@ -357,7 +363,7 @@ pub fn handle_user_page_fault(address: u64, error_code: u64) -> bool {
         return false;
     }
     let mapped = with_scheduler(|scheduler| {
-        let app = &mut scheduler.apps[scheduler.current.expect("an app is running")];
+        let app = scheduler.running();
         if !app.owns_address(address) {
             return None;
         }
@@ -377,7 +383,7 @@ pub fn handle_user_page_fault(address: u64, error_code: u64) -> bool {
 /// mapped yet (a kcall reading a buffer the app never touched). `false` if it is not the app's.
 pub fn map_for_kernel(address: u64) -> bool {
     with_scheduler(|scheduler| {
-        let app = &mut scheduler.apps[scheduler.current.expect("an app is running")];
+        let app = scheduler.running();
         app.owns_address(address) && app.map_on_demand(address).is_ok()
     })
 }
@@ -396,11 +402,7 @@ fn end_current(end: AppEnd) -> ! {
 }
 
 fn current_name() -> String {
-    with_scheduler(|scheduler| {
-        scheduler.apps[scheduler.current.expect("an app is running")]
-            .name
-            .clone()
-    })
+    with_scheduler(|scheduler| scheduler.running().name.clone())
 }
 
 /// The running app asked to end with `status`.
@@ -415,7 +417,7 @@ pub fn exit_current(status: i64) -> ! {
 /// The running app caused a CPU exception: report it and end the app.
 pub fn end_current_for_exception(exception: &Exception) -> ! {
     let (name, guard_page) = with_scheduler(|scheduler| {
-        let app = &scheduler.apps[scheduler.current.expect("an app is running")];
+        let app = scheduler.running();
         (app.name.clone(), app.slot.guard_page())
     });
     let overflow = exception

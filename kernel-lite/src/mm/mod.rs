@@ -116,7 +116,8 @@ pub unsafe fn init(physical_offset: u64, regions: &bootloader_api::info::MemoryR
         free_stack_slots: alloc::vec::Vec::new(),
     };
     let heap_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | no_execute();
-    if let Err(error) = memory.map_fresh(KERNEL_HEAP_BASE, KERNEL_HEAP_BYTES, heap_flags) {
+    if let Err(error) = memory.map_fresh(KERNEL_HEAP_BASE, KERNEL_HEAP_BYTES, heap_flags, |_, _| {})
+    {
         kprintln!("kernel-lite: kernel heap: {error}");
         crate::machine::halt_with(ImageOutcome::KernelPanic, "cannot map the kernel heap");
     }
@@ -140,13 +141,29 @@ fn no_execute() -> PageTableFlags {
 
 impl Memory {
     /// Maps `bytes` (rounded up to pages) at `start` to fresh zeroed frames.
-    fn map_fresh(&mut self, start: u64, bytes: u64, flags: PageTableFlags) -> Result<(), MapError> {
-        let pages = bytes.div_ceil(4096);
-        for index in 0..pages {
-            let page = Page::containing_address(VirtAddr::new(start + index * 4096));
+    /// Maps `bytes` (rounded up to pages) at `start` to fresh zeroed frames, after `fill` has
+    /// written each page's initial contents (page address, page bytes).
+    fn map_fresh(
+        &mut self,
+        start: u64,
+        bytes: u64,
+        flags: PageTableFlags,
+        mut fill: impl FnMut(u64, &mut [u8; 4096]),
+    ) -> Result<(), MapError> {
+        for index in 0..bytes.div_ceil(4096) {
+            let address = start + index * 4096;
             let frame = self.frames.allocate_frame().ok_or(MapError::OutOfFrames)?;
             self.zero(frame);
-            self.map(page, frame, flags)?;
+            let contents =
+                (self.physical_offset + frame.start_address().as_u64()) as *mut [u8; 4096];
+            // SAFETY: the frame is fresh and not yet mapped anywhere, so this is the only
+            // reference to it; the physical-memory window maps it writable.
+            fill(address, unsafe { &mut *contents });
+            self.map(
+                Page::containing_address(VirtAddr::new(address)),
+                frame,
+                flags,
+            )?;
         }
         Ok(())
     }
@@ -197,7 +214,12 @@ pub fn allocate_kernel_stack() -> KernelStack {
         let top = KERNEL_STACKS_BASE + (slot + 1) * KERNEL_STACK_SLOT;
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | no_execute();
         memory
-            .map_fresh(top - KERNEL_STACK_BYTES, KERNEL_STACK_BYTES, flags)
+            .map_fresh(
+                top - KERNEL_STACK_BYTES,
+                KERNEL_STACK_BYTES,
+                flags,
+                |_, _| {},
+            )
             .map(|()| KernelStack {
                 top: VirtAddr::new(top),
                 slot,
@@ -242,30 +264,13 @@ pub fn map_user(
     start: u64,
     bytes: u64,
     access: UserAccess,
-    mut fill: impl FnMut(u64, &mut [u8; 4096]),
+    fill: impl FnMut(u64, &mut [u8; 4096]),
 ) -> Result<(), MapError> {
     assert!(
         start % 4096 == 0 && start + bytes <= USER_TOP,
         "user range outside the lower half"
     );
-    with_memory(|memory| {
-        for index in 0..bytes.div_ceil(4096) {
-            let address = start + index * 4096;
-            let frame = memory
-                .frames
-                .allocate_frame()
-                .ok_or(MapError::OutOfFrames)?;
-            memory.zero(frame);
-            let contents =
-                (memory.physical_offset + frame.start_address().as_u64()) as *mut [u8; 4096];
-            // SAFETY: the frame is fresh and not yet mapped for ring 3, so this is the only
-            // reference to it; the physical-memory window maps it writable.
-            fill(address, unsafe { &mut *contents });
-            let page = Page::containing_address(VirtAddr::new(address));
-            memory.map(page, frame, user_flags(access))?;
-        }
-        Ok(())
-    })
+    with_memory(|memory| memory.map_fresh(start, bytes, user_flags(access), fill))
 }
 
 /// Maps one fresh zeroed page for ring 3 at `address` (page-aligned): demand paging of an app's

@@ -60,6 +60,9 @@ enum Task {
         #[command(flatten)]
         bundle: BundleChoice,
     },
+    /// Install what the xtask needs on the host (QEMU, OVMF, qemu-img) with apt-get, keeping
+    /// QEMU's packages at one version; does nothing when they are there.
+    Setup,
     /// Run the host unit tests and the in-QEMU tests; ends with a pass/fail summary line.
     Test,
     /// Check formatting and run clippy on the host crates and on the x86_64-unknown-none crates.
@@ -149,6 +152,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let bytes = std::fs::metadata(&path)?.len();
                 println!("{} ({} KiB)", path.display(), bytes / 1024);
             }
+            Ok(())
+        }
+        Task::Setup => {
+            qemu::ensure_installed()?;
+            println!("xtask: QEMU, OVMF and qemu-img are installed");
             Ok(())
         }
         Task::Test => xtask::test::run(),

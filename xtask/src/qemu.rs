@@ -111,47 +111,9 @@ pub fn probe_kvm(profile: &Profile, image: &Path) -> Result<(), String> {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Makes sure `qemu-system-x86_64` (and OVMF for UEFI) is there: installs the Debian packages
-/// when running as root, otherwise says what to run.
+/// Makes sure QEMU, OVMF and qemu-img are there (see [`crate::host_packages`]).
 pub fn ensure_installed() -> anyhow::Result<()> {
-    let ovmf_present = Path::new("/usr/share/ovmf/OVMF.fd").exists()
-        || Path::new("/usr/share/qemu/OVMF.fd").exists();
-    if have("qemu-system-x86_64") && ovmf_present {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "QEMU or OVMF is missing: run `sudo apt-get install qemu-system-x86 ovmf` and try again"
-        );
-    }
-    eprintln!("xtask: installing qemu-system-x86 and ovmf with apt-get");
-    let status = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 ovmf qemu-utils",
-        ])
-        .status()
-        .context("running apt-get")?;
-    if !status.success() || !have("qemu-system-x86_64") {
-        bail!("installing QEMU with apt-get failed ({status})");
-    }
-    Ok(())
+    crate::host_packages::ensure_installed()
 }
 
 /// Options of one QEMU run beyond the profile.

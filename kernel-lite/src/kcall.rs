@@ -5,7 +5,7 @@
 
 use crate::{apps, mm};
 use core::sync::atomic::{AtomicU64, Ordering};
-use lite_abi::kcall::{CONSOLE_WRITE_MAX, Kcall, KcallError, ReportedFault};
+use lite_abi::kcall::{CONSOLE_WRITE_MAX, Events, Kcall, KcallError, ReportedFault};
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
@@ -145,10 +145,7 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
             apps::yield_current();
             Ok(0)
         }
-        Kcall::WaitUntil => {
-            apps::wait_until(frame.rdi);
-            Ok(0)
-        }
+        Kcall::Wait => Ok(apps::wait(frame.rdi, Events(frame.rsi)).0),
         Kcall::ReportFault => {
             let kind = ReportedFault::from_number(frame.rdi).ok_or(KcallError::BadArgument)?;
             let mut message = [0u8; 512];

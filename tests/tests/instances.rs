@@ -154,7 +154,7 @@ fn cse_work_makes_no_kcall_but_to_sleep_print_and_exit() {
     assert_eq!(row.end, "exit 0");
     for kcall in row.kcalls.keys() {
         assert!(
-            ["console_write", "wait_until", "exit"].contains(&kcall.as_str()),
+            ["console_write", "wait", "exit"].contains(&kcall.as_str()),
             "the worker made a {kcall} kcall: {row:?}"
         );
     }
@@ -164,8 +164,8 @@ fn cse_work_makes_no_kcall_but_to_sleep_print_and_exit() {
     );
     assert_eq!(row.kcalls["exit"], 1);
     assert!(
-        row.kcalls["wait_until"] >= 1,
-        "an idle executor sleeps through wait_until"
+        row.kcalls["wait"] >= 1,
+        "an idle executor sleeps through wait"
     );
 }
 

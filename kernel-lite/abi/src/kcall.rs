@@ -18,9 +18,11 @@ pub enum Kcall {
     Exit = 2,
     /// `yield()`: gives the CPU to the next ready app.
     Yield = 3,
-    /// `wait_until(deadline_tsc)`: blocks until the TSC reaches `deadline_tsc` (or returns at
-    /// once if it already has). Returns 0.
-    WaitUntil = 4,
+    /// `wait(deadline_tsc, events)`: blocks until the TSC reaches `deadline_tsc` or one of the
+    /// app's events in the mask `events` is pending, whichever comes first (at once if either
+    /// already holds). Returns the pending events of the mask, and clears them; 0 means the
+    /// deadline passed. `u64::MAX` as deadline waits for an event alone. See [`Events`].
+    Wait = 4,
     /// `report_fault(kind, ptr, len)`: the app reports a fault it detected itself (a panic, an
     /// allocation failure) with a message; kernel-lite logs it and ends the app as failed.
     /// Does not return.
@@ -37,7 +39,7 @@ impl Kcall {
         Kcall::ConsoleWrite,
         Kcall::Exit,
         Kcall::Yield,
-        Kcall::WaitUntil,
+        Kcall::Wait,
         Kcall::ReportFault,
     ];
 
@@ -53,9 +55,42 @@ impl Kcall {
             Kcall::ConsoleWrite => "console_write",
             Kcall::Exit => "exit",
             Kcall::Yield => "yield",
-            Kcall::WaitUntil => "wait_until",
+            Kcall::Wait => "wait",
             Kcall::ReportFault => "report_fault",
         }
+    }
+}
+
+/// A set of an app's events, as the `wait` kcall takes and returns them: one bit per event
+/// source bound to the app (a device ring's completion, for example). kernel-lite sets a bit
+/// when the source signals and clears it when a `wait` reports it, so an event that fires while
+/// the app runs is not lost: the next `wait` returns at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Events(pub u64);
+
+impl Events {
+    pub const NONE: Events = Events(0);
+    pub const ALL: Events = Events(u64::MAX);
+
+    /// The event with number `bit` (0..64).
+    pub const fn bit(bit: u32) -> Events {
+        Events(1 << bit)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn intersection(self, other: Events) -> Events {
+        Events(self.0 & other.0)
+    }
+
+    pub const fn union(self, other: Events) -> Events {
+        Events(self.0 | other.0)
+    }
+
+    pub const fn without(self, other: Events) -> Events {
+        Events(self.0 & !other.0)
     }
 }
 

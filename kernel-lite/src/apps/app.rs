@@ -3,7 +3,7 @@
 use crate::mm::{self, KernelStack, UserAccess};
 use alloc::string::String;
 use lite_abi::bundle::{AppSpec, RestartPolicy};
-use lite_abi::kcall::KCALL_COUNT;
+use lite_abi::kcall::{Events, KCALL_COUNT};
 use lite_abi::layout::{APP_SLOT_SIZE, APP_SLOTS_BASE, AppSlot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +12,7 @@ pub enum AppState {
     Running,
     Blocked {
         deadline_tsc: u64,
+        events: Events,
     },
     /// Ended, to be started again when the TSC reaches `at_tsc` (restart back-off).
     Restarting {
@@ -42,6 +43,8 @@ pub struct App {
     pub state: AppState,
     pub kernel_stack: Option<KernelStack>,
     pub at_line_start: bool,
+    /// Events signalled and not yet reported by a `wait`.
+    pub pending_events: Events,
     pub kcalls: [u64; KCALL_COUNT],
     /// Ring-3 pages mapped on demand now, and at most at once over all runs.
     pub resident_pages: u64,
@@ -66,6 +69,7 @@ impl App {
             state: AppState::Ended(AppEnd::Exited(0)),
             kernel_stack: None,
             at_line_start: true,
+            pending_events: Events::NONE,
             kcalls: [0; KCALL_COUNT],
             resident_pages: 0,
             peak_pages: 0,

@@ -18,7 +18,7 @@ use app::{App, AppEnd, AppState};
 use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::bundle::Bundle;
 use lite_abi::exit::ImageOutcome;
-use lite_abi::kcall::{Kcall, ReportedFault};
+use lite_abi::kcall::{Events, Kcall, ReportedFault};
 use lite_abi::layout::{INFO_PAGE_ADDR, MAX_APPS};
 use spin::Mutex;
 use x86_64::VirtAddr;
@@ -221,7 +221,15 @@ impl Scheduler {
     fn wake_due(&mut self, now: u64) {
         for index in 0..self.apps.len() {
             match self.apps[index].state {
-                AppState::Blocked { deadline_tsc } if deadline_tsc <= now => {
+                AppState::Blocked {
+                    deadline_tsc,
+                    events,
+                } if deadline_tsc <= now
+                    || !self.apps[index]
+                        .pending_events
+                        .intersection(events)
+                        .is_empty() =>
+                {
                     self.apps[index].state = AppState::Ready;
                 }
                 AppState::Restarting { at_tsc } if at_tsc <= now => {
@@ -243,7 +251,10 @@ impl Scheduler {
 
     fn something_due(&self, now: u64) -> bool {
         self.apps.iter().any(|app| match app.state {
-            AppState::Blocked { deadline_tsc } => deadline_tsc <= now,
+            AppState::Blocked {
+                deadline_tsc,
+                events,
+            } => deadline_tsc <= now || !app.pending_events.intersection(events).is_empty(),
             AppState::Restarting { at_tsc } => at_tsc <= now,
             _ => false,
         })
@@ -333,14 +344,28 @@ pub fn yield_current() {
     switch_to_scheduler(index);
 }
 
-/// The running app sleeps until the TSC reaches `deadline_tsc`.
-pub fn wait_until(deadline_tsc: u64) {
-    if deadline_tsc <= timer::rdtsc() {
-        return;
-    }
+/// The running app sleeps until the TSC reaches `deadline_tsc` or one of `events` is pending;
+/// returns (and clears) the pending events of the mask.
+pub fn wait(deadline_tsc: u64, events: Events) -> Events {
     let index = current();
-    with_scheduler(|scheduler| scheduler.apps[index].state = AppState::Blocked { deadline_tsc });
+    let take = |scheduler: &mut Scheduler| {
+        let app = &mut scheduler.apps[index];
+        let ready = app.pending_events.intersection(events);
+        app.pending_events = app.pending_events.without(ready);
+        ready
+    };
+    let ready = with_scheduler(take);
+    if !ready.is_empty() || deadline_tsc <= timer::rdtsc() {
+        return ready;
+    }
+    with_scheduler(|scheduler| {
+        scheduler.apps[index].state = AppState::Blocked {
+            deadline_tsc,
+            events,
+        }
+    });
     switch_to_scheduler(index);
+    with_scheduler(take)
 }
 
 /// On a timer interrupt that hit ring 3: preempt the running app when its quantum is used up

@@ -1,6 +1,6 @@
 //! The kcall instruction and the calls libos makes with it.
 
-use lite_abi::kcall::{Kcall, KcallError, ReportedFault};
+use lite_abi::kcall::{Events, Kcall, KcallError, ReportedFault};
 
 /// Makes kcall `number` with four arguments and returns its raw `rax` result.
 #[inline]
@@ -60,9 +60,15 @@ pub fn yield_now() {
     kcall4(Kcall::Yield as u64, 0, 0, 0, 0);
 }
 
+/// Blocks until the TSC reaches `deadline_tsc` or one of `events` is pending; returns the
+/// pending ones (now cleared), empty when the deadline passed.
+pub fn wait(deadline_tsc: u64, events: Events) -> Events {
+    Events(kcall4(Kcall::Wait as u64, deadline_tsc, events.0, 0, 0))
+}
+
 /// Blocks until the TSC reaches `deadline_tsc`.
 pub fn wait_until(deadline_tsc: u64) {
-    kcall4(Kcall::WaitUntil as u64, deadline_tsc, 0, 0, 0);
+    wait(deadline_tsc, Events::NONE);
 }
 
 /// Reports a fault the app detected itself; kernel-lite ends the app.

@@ -11,7 +11,7 @@ pub mod misbehave;
 mod panic;
 
 pub use context::{app_info, current_context, install_context};
-pub use kcall::{console_write, exit, null_kcall, raw_kcall, wait_until, yield_now};
+pub use kcall::{console_write, exit, null_kcall, raw_kcall, wait, wait_until, yield_now};
 
 use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};
 

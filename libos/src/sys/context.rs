@@ -1,10 +1,8 @@
 //! Finding the running app's context: kernel-lite points the FS base at it on every switch.
 
-use crate::console::LineBuffer;
 use crate::mem::AppHeap;
 use crate::rt::AppContext;
 use lite_abi::layout::AppInfo;
-use spin::Mutex;
 
 /// The info record of app `index`, if the bundle has that many apps.
 pub fn app_info(index: usize) -> Option<&'static AppInfo> {
@@ -15,8 +13,9 @@ pub fn app_info(index: usize) -> Option<&'static AppInfo> {
     page.apps.get(index)
 }
 
-/// Builds the app's context at the start of its heap region (where kernel-lite pointed FS) and
-/// gives it the rest of the region as its heap.
+/// Places the app's context at the start of its heap region (where kernel-lite pointed FS) and
+/// gives it the rest of the region as its heap. What the context holds is
+/// [`AppContext::new`]'s business, not this function's.
 pub fn install_context(index: usize, info: &AppInfo) {
     let context_bytes = core::mem::size_of::<AppContext>().next_multiple_of(64) as u64;
     assert!(
@@ -30,15 +29,7 @@ pub fn install_context(index: usize, info: &AppInfo) {
     let region = unsafe {
         core::slice::from_raw_parts_mut(heap_start, (info.heap_bytes - context_bytes) as usize)
     };
-    let context = AppContext {
-        self_address: info.heap_base,
-        index,
-        name: info.name,
-        log_level: crate::logger::level_filter(info.log_level),
-        console: Mutex::new(LineBuffer::new()),
-        heap: Mutex::new(AppHeap::new(region)),
-        executor: core::cell::OnceCell::new(),
-    };
+    let context = AppContext::new(info.heap_base, index, info, AppHeap::new(region));
     // SAFETY: the context fits before the heap region (checked above), at the start of the
     // app's own region, which nothing has used yet.
     unsafe { (info.heap_base as *mut AppContext).write(context) };

@@ -3,15 +3,23 @@
 //! An exception in ring 3 ends the app that caused it (reported with its name, the exception,
 //! the error code, RIP, CS and CR2 for page faults) and the other apps run on. An exception in
 //! ring 0 is a kernel-lite bug: it is reported the same way and ends the machine.
+//!
+//! Every entry from ring 3 goes through [`entered_from_user`] first: it clears RFLAGS.AC (which
+//! ring 3 may set, and which would switch SMAP off for ring 0) and counts the entry against the
+//! running app by cause. NMIs are not an app's doing: they are reported and return. A machine
+//! check or a double fault means the machine or kernel-lite is broken: the machine ends, whatever
+//! ring was running. NMI, #MC, #DF and #DB run on IST stacks of their own.
 
-use crate::cpu::{DOUBLE_FAULT_IST, NMI_IST};
-use crate::{apps, kprintln, machine};
+use crate::apps::{self, Entry};
+use crate::cpu::{DEBUG_IST, DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
+use crate::{cpu, kprintln, machine};
 use core::fmt;
 use lite_abi::exit::ImageOutcome;
 use pic8259::ChainedPics;
 use spin::{Mutex, Once};
 use x86_64::PrivilegeLevel;
 use x86_64::registers::control::Cr2;
+use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
 /// The legacy PICs, remapped above the CPU exceptions.
@@ -68,13 +76,27 @@ impl fmt::Display for Exception {
     }
 }
 
-fn on_exception(
+/// The first thing every handler does when it interrupted ring 3: clear AC (SMAP stays in force
+/// for ring 0 whatever ring 3 did to its flags) and count the entry. Returns whether the entry
+/// came from ring 3.
+#[inline(always)]
+fn entered_from_user(frame: &InterruptStackFrame, entry: Entry) -> bool {
+    if frame.code_segment.rpl() != PrivilegeLevel::Ring3 {
+        return false;
+    }
+    cpu::clear_alignment_check();
+    let user_ac = frame.cpu_flags.contains(RFlags::ALIGNMENT_CHECK);
+    apps::count_entry(entry, user_ac);
+    true
+}
+
+fn exception(
     vector: u8,
     name: &'static str,
     frame: &InterruptStackFrame,
     error_code: Option<u64>,
-) {
-    let exception = Exception {
+) -> Exception {
+    Exception {
         vector,
         name,
         error_code,
@@ -82,8 +104,22 @@ fn on_exception(
         cs: frame.code_segment.0,
         rsp: frame.stack_pointer.as_u64(),
         cr2: (vector == 14).then(Cr2::read_raw),
+    }
+}
+
+fn on_exception(
+    vector: u8,
+    name: &'static str,
+    frame: &InterruptStackFrame,
+    error_code: Option<u64>,
+) {
+    let entry = if vector == 14 {
+        Entry::PageFault
+    } else {
+        Entry::Exception
     };
-    if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {
+    let exception = exception(vector, name, frame, error_code);
+    if entered_from_user(frame, entry) {
         if let (Some(address), Some(code)) = (exception.cr2, error_code)
             && apps::handle_user_page_fault(address, code)
         {
@@ -117,7 +153,6 @@ macro_rules! exception_handlers {
 
 exception_handlers! {
     divide_error, 0, "divide error", plain;
-    debug, 1, "debug exception", plain;
     breakpoint, 3, "breakpoint", plain;
     overflow, 4, "overflow", plain;
     bound_range_exceeded, 5, "bound range exceeded", plain;
@@ -141,33 +176,56 @@ extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFault
     on_exception(14, "page fault", &frame, Some(code.bits()));
 }
 
-extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
-    on_exception(2, "non-maskable interrupt", &frame, None);
+/// A debug exception (a single step, a breakpoint register, `int1`) runs on its own stack: one
+/// could hit the first instruction of the kcall entry, before it has switched stacks. From ring
+/// 3 it ends the app like any fault; the app never resumes on this stack, so leaving its frame
+/// there is safe.
+extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
+    on_exception(1, "debug exception", &frame, None);
 }
 
+/// An NMI is nobody's fault (a watchdog, a host's injection): report it and carry on. It must
+/// return with `iretq`, which is also what unblocks the next NMI.
+extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
+    entered_from_user(&frame, Entry::Interrupt);
+    kprintln!(
+        "kernel-lite: non-maskable interrupt at RIP {:#x} (ring {}); ignored",
+        frame.instruction_pointer.as_u64(),
+        frame.code_segment.0 & 3
+    );
+}
+
+/// A double fault means kernel-lite's own state is broken (ring 3 faults are taken one at a
+/// time and never nest): the machine ends, even when CS says ring 3.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    on_exception(8, "double fault", &frame, Some(code));
+    let exception = exception(8, "double fault", &frame, Some(code));
+    kprintln!("kernel-lite: FATAL: {exception}; the machine stops");
     machine::exit(ImageOutcome::KernelPanic)
 }
 
+/// A machine check is the hardware reporting an error it could not correct: no app caused it
+/// and nothing may trust the machine's state after it, so the machine ends.
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    on_exception(18, "machine check", &frame, None);
+    let exception = exception(18, "machine check", &frame, None);
+    kprintln!("kernel-lite: FATAL: {exception}: a hardware error; the machine stops");
     machine::exit(ImageOutcome::KernelPanic)
 }
 
 extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
     // SAFETY: this is the handler of the PIC's timer line, so an EOI is owed for it.
     unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
-    if frame.code_segment.rpl() == PrivilegeLevel::Ring3 {
+    if entered_from_user(&frame, Entry::Interrupt) {
         apps::on_timer_from_user();
     }
 }
 
-extern "x86-interrupt" fn spurious_master(_frame: InterruptStackFrame) {
+extern "x86-interrupt" fn spurious_master(frame: InterruptStackFrame) {
     // A spurious IRQ 7 gets no EOI.
+    entered_from_user(&frame, Entry::Interrupt);
 }
 
-extern "x86-interrupt" fn spurious_slave(_frame: InterruptStackFrame) {
+extern "x86-interrupt" fn spurious_slave(frame: InterruptStackFrame) {
+    entered_from_user(&frame, Entry::Interrupt);
     // A spurious IRQ 15 still owes the master its EOI (for the cascade line).
     // SAFETY: vector of IRQ 2 on the master: EOI the master only.
     unsafe { PICS.lock().notify_end_of_interrupt(PIC_OFFSET + 2) };
@@ -179,9 +237,11 @@ pub fn init() {
         let mut idt = InterruptDescriptorTable::new();
         install_exception_handlers(&mut idt);
         idt.page_fault.set_handler_fn(page_fault);
-        // SAFETY: the IST indices name stacks set up in the TSS by `cpu::init`, used by nothing
-        // else, so these handlers always have a good stack even when the kernel's overflowed.
+        // SAFETY: the IST indices name stacks set up in the TSS by `cpu::init`, one per vector
+        // and used by nothing else, so these handlers always have a good stack even when the
+        // kernel's overflowed, and one cannot overwrite another's frame.
         unsafe {
+            idt.debug.set_handler_fn(debug).set_stack_index(DEBUG_IST);
             idt.double_fault
                 .set_handler_fn(double_fault)
                 .set_stack_index(DOUBLE_FAULT_IST);
@@ -190,7 +250,7 @@ pub fn init() {
                 .set_stack_index(NMI_IST);
             idt.machine_check
                 .set_handler_fn(machine_check)
-                .set_stack_index(NMI_IST);
+                .set_stack_index(MACHINE_CHECK_IST);
         }
         idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
         idt[SPURIOUS_MASTER].set_handler_fn(spurious_master);

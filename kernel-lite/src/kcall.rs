@@ -58,6 +58,11 @@ pub fn init() {
         );
         Efer::update(|efer| efer.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
+    // Touch the entry stub's page from ring 0 before ring 3 first runs: an experiment for
+    // hypervisors whose first `syscall` was seen fetching the stub as not present (see README).
+    // SAFETY: the stub is kernel code, mapped readable; a volatile read of its first byte has
+    // no side effects.
+    let _ = unsafe { core::ptr::read_volatile(syscall_entry as *const () as *const u8) };
 }
 
 /// Makes kcalls run on `top`, the kernel stack of the app about to run.
@@ -102,11 +107,15 @@ extern "C" fn syscall_entry() {
 }
 
 extern "C" fn dispatch(frame: &mut KcallFrame) {
-    let result = match Kcall::from_number(frame.rax) {
-        Some(kcall) => {
-            apps::count_kcall(kcall);
-            run(kcall, frame)
-        }
+    // SFMASK cleared AC (and IF, TF, DF) on the way in; the app's own flags are in R11.
+    let user_ac = frame.r11 & RFlags::ALIGNMENT_CHECK.bits() != 0;
+    let kcall = Kcall::from_number(frame.rax);
+    apps::count_entry(
+        kcall.map_or(apps::Entry::UnknownKcall, apps::Entry::Kcall),
+        user_ac,
+    );
+    let result = match kcall {
+        Some(kcall) => run(kcall, frame),
         None => Err(KcallError::UnknownKcall),
     };
     frame.rax = match result {

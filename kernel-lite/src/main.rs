@@ -43,7 +43,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     kprintln!("kernel-lite: starting");
     cpu::init();
     interrupts::init();
-    let features = cpu::enable_protection();
+    let features = cpu::enable_protection().unwrap_or_else(|refused| {
+        kprintln!("kernel-lite: refusing to start: {refused}");
+        machine::exit(ImageOutcome::KernelPanic)
+    });
     kprintln!("kernel-lite: cpu protection: {features}");
 
     let physical_offset = boot_info
@@ -53,7 +56,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // SAFETY: the bootloader maps all physical memory at this offset (BOOTLOADER_CONFIG asks for
     // it), the memory map describes this machine, and nothing else has allocated frames yet.
     unsafe { mm::init(physical_offset, &boot_info.memory_regions) };
-    cpu::install_fault_stacks();
+    cpu::install_fault_stacks().unwrap_or_else(|error| {
+        kprintln!("kernel-lite: fault stacks: {error}");
+        machine::exit(ImageOutcome::KernelPanic)
+    });
 
     let ramdisk = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length, read-only
@@ -75,6 +81,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         timer::TICK_HZ
     );
     kcall::init();
+    kprintln!("kernel-lite: kcall gate: {}", cpu::gate_registers());
 
     let image = loader::load(&bundle, tsc_hz).unwrap_or_else(|error| {
         kprintln!("kernel-lite: user image refused: {error}");

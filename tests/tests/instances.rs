@@ -3,6 +3,7 @@
 
 use system_tests::{
     Firmware, ImageOutcome, accounting_row, assert_serial_contains, boot, count_occurrences,
+    frames_at_end_and_before_apps,
 };
 
 #[test]
@@ -63,6 +64,11 @@ fn crash_is_contained(bundle: &str, report: &str) {
     let crasher = accounting_row(&output, "crasher");
     assert_eq!((crasher.end.as_str(), crasher.restarts), ("fault", 2));
     assert_eq!(crasher.memory_kib, 0, "an ended app's memory is returned");
+    let (end, before) = frames_at_end_and_before_apps(&output);
+    assert_eq!(
+        end, before,
+        "every frame the apps took (three crasher runs, the counter) is back"
+    );
     assert_eq!(accounting_row(&output, "counter").end, "exit 0");
     assert_eq!(output.outcome, Some(ImageOutcome::SomeAppFailed));
 }
@@ -167,6 +173,16 @@ fn cse_work_makes_no_kcall_but_to_sleep_print_and_exit() {
         row.kcalls["wait"] >= 1,
         "an idle executor sleeps through wait"
     );
+    // Traps: demand paging of the pages it touches, and the timer ticks that landed while it
+    // ran; no other exception and no bad kcall.
+    assert!(!row.traps.contains_key("exception"), "{row:?}");
+    assert!(!row.traps.contains_key("unknown_kcall"), "{row:?}");
+    let page_faults = row.traps.get("page_fault").copied().unwrap_or(0);
+    assert!(
+        page_faults <= 24,
+        "the worker's first touches cost {page_faults} page faults: {row:?}"
+    );
+    assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
 }
 
 #[test]

@@ -127,6 +127,22 @@ pub struct RunOptions {
     pub icount: bool,
     /// Overrides the profile's memory size (`-m`).
     pub memory: Option<String>,
+    /// Overrides the profile's CPU model (`-cpu`, TCG only), e.g. `max,nx=off`.
+    pub cpu: Option<String>,
+    /// A QEMU monitor on this Unix socket, for tests that inject events (see [`Injection`]).
+    pub monitor_socket: Option<PathBuf>,
+}
+
+/// Monitor commands a test sends once a line appears on the serial console (an NMI, a machine
+/// check): see [`run_injecting`].
+#[derive(Debug, Clone)]
+pub struct Injection {
+    /// The serial text to wait for.
+    pub after: String,
+    /// The monitor's socket ([`RunOptions::monitor_socket`]).
+    pub socket: PathBuf,
+    /// Monitor commands, one per line.
+    pub commands: Vec<String>,
 }
 
 /// The machine part of a QEMU command line: everything but what it boots.
@@ -137,7 +153,7 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
     let cpu = if accelerator == "kvm" {
         "host"
     } else {
-        profile.cpu.as_str()
+        options.cpu.as_deref().unwrap_or(&profile.cpu)
     };
     command
         .args(["-machine", &profile.machine])
@@ -159,6 +175,11 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
     }
     if options.gdb {
         command.args(["-s", "-S"]);
+    }
+    if let Some(socket) = &options.monitor_socket {
+        command
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", socket.display()));
     }
     command
 }
@@ -233,9 +254,40 @@ pub fn run_captured(command: Command, timeout: Duration) -> anyhow::Result<RunOu
 
 /// Like [`run_captured`], also noting when `ready` first appears in the output.
 pub fn run_watched(
+    command: Command,
+    timeout: Duration,
+    ready: Option<&str>,
+) -> anyhow::Result<RunOutput> {
+    run_observed(command, timeout, ready, None)
+}
+
+/// Like [`run_captured`], sending `injection`'s monitor commands once its line appears.
+pub fn run_injecting(
+    command: Command,
+    timeout: Duration,
+    injection: &Injection,
+) -> anyhow::Result<RunOutput> {
+    run_observed(command, timeout, Some(&injection.after), Some(injection))
+}
+
+fn inject(injection: &Injection) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut monitor = std::os::unix::net::UnixStream::connect(&injection.socket)
+        .with_context(|| format!("connecting to {}", injection.socket.display()))?;
+    for line in &injection.commands {
+        writeln!(monitor, "{line}")?;
+    }
+    monitor.flush()?;
+    // Give the monitor a moment to read before the socket closes.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+fn run_observed(
     mut command: Command,
     timeout: Duration,
     ready: Option<&str>,
+    mut injection: Option<&Injection>,
 ) -> anyhow::Result<RunOutput> {
     let started = Instant::now();
     let mut child = command
@@ -291,6 +343,12 @@ pub fn run_watched(
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status.code();
+        }
+        if let Some(pending) = injection
+            && ready_after.lock().unwrap().is_some()
+        {
+            injection = None;
+            inject(pending)?;
         }
         if started.elapsed() > timeout {
             timed_out = true;

@@ -1,6 +1,7 @@
 //! The per-app accounting table kernel-lite prints when the image ends: how each app ended, its
 //! memory now and at peak (all of it, and the heap against its quota), restarts, its share of the CPU, and its kcalls by
-//! number — the check on the design's claim that CSE work makes no kcalls.
+//! number, then every other entry into ring 0 (traps) by cause — the check on the design's claim
+//! that CSE work makes no kcalls and few traps.
 
 use super::app::{App, AppEnd, AppState};
 use crate::kprintln;
@@ -10,7 +11,7 @@ use lite_abi::kcall::Kcall;
 
 pub fn print_table(apps: &[App], elapsed_ticks: u64) {
     kprintln!(
-        "{:<16} {:<8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>6}  kcalls",
+        "{:<16} {:<8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>6}  kcalls | traps",
         "app",
         "end",
         "mem KiB",
@@ -28,9 +29,20 @@ pub fn print_table(apps: &[App], elapsed_ticks: u64) {
         };
         let mut kcalls = String::new();
         for kcall in Kcall::ALL {
-            let count = app.kcalls[kcall as usize];
+            let count = app.entries.kcalls[kcall as usize];
             if count > 0 {
                 kcalls.push_str(&format!("{}={} ", kcall.name(), count));
+            }
+        }
+        kcalls.push_str("| ");
+        for (name, count) in [
+            ("page_fault", app.entries.page_faults),
+            ("interrupt", app.entries.interrupts),
+            ("exception", app.entries.exceptions),
+            ("unknown_kcall", app.entries.unknown_kcalls),
+        ] {
+            if count > 0 {
+                kcalls.push_str(&format!("{name}={count} "));
             }
         }
         let share = app.cpu_ticks as f64 * 100.0 / elapsed_ticks.max(1) as f64;

@@ -34,6 +34,29 @@ impl AppEnd {
     }
 }
 
+/// Entries into ring 0, by cause.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryCounts {
+    pub kcalls: [u64; KCALL_COUNT],
+    pub unknown_kcalls: u64,
+    pub page_faults: u64,
+    pub exceptions: u64,
+    pub interrupts: u64,
+}
+
+impl EntryCounts {
+    pub fn count(&mut self, entry: super::Entry) {
+        use super::Entry;
+        match entry {
+            Entry::Kcall(kcall) => self.kcalls[kcall as usize] += 1,
+            Entry::UnknownKcall => self.unknown_kcalls += 1,
+            Entry::PageFault => self.page_faults += 1,
+            Entry::Exception => self.exceptions += 1,
+            Entry::Interrupt => self.interrupts += 1,
+        }
+    }
+}
+
 pub struct App {
     pub name: String,
     pub index: usize,
@@ -42,10 +65,12 @@ pub struct App {
     pub restart: RestartPolicy,
     pub state: AppState,
     pub kernel_stack: Option<KernelStack>,
-    pub at_line_start: bool,
+    /// Entries into ring 0 while this app ran, by cause, over all runs.
+    pub entries: EntryCounts,
+    /// Whether the app was seen entering ring 0 with RFLAGS.AC set (reported once).
+    pub saw_user_ac: bool,
     /// Events signalled and not yet reported by a `wait`.
     pub pending_events: Events,
-    pub kcalls: [u64; KCALL_COUNT],
     /// Ring-3 pages mapped on demand now, and at most at once over all runs.
     pub resident_pages: u64,
     pub peak_pages: u64,
@@ -68,9 +93,9 @@ impl App {
             restart: spec.restart,
             state: AppState::Ended(AppEnd::Exited(0)),
             kernel_stack: None,
-            at_line_start: true,
+            entries: EntryCounts::default(),
+            saw_user_ac: false,
             pending_events: Events::NONE,
-            kcalls: [0; KCALL_COUNT],
             resident_pages: 0,
             peak_pages: 0,
             heap_pages: 0,
@@ -112,7 +137,6 @@ impl App {
         mm::release_user_range(self.slot_base(), APP_SLOT_SIZE);
         self.resident_pages = 0;
         self.heap_pages = 0;
-        self.at_line_start = true;
     }
 
     /// Bytes the app holds now: resident ring-3 pages and its kernel stack.

@@ -11,7 +11,7 @@ mod app;
 
 use crate::interrupts::Exception;
 use crate::loader::LoadedImage;
-use crate::{cpu, kcall, kprintln, machine, mm, timer};
+use crate::{console, cpu, kprintln, machine, mm, timer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use app::{App, AppEnd, AppState};
@@ -34,6 +34,8 @@ struct Scheduler {
     last: usize,
     quantum_left: u32,
     started_tsc: u64,
+    /// Frames in use before the first app started: what remains when all have ended.
+    frames_before_apps: u64,
 }
 
 static SCHEDULER: Mutex<Option<Scheduler>> = Mutex::new(None);
@@ -101,8 +103,8 @@ unsafe extern "C" fn enter_user() {
 /// Gives `app` a fresh kernel stack laid out so that switching to it enters `entry` in ring 3
 /// with `rdi = index`, `rsi = INFO_PAGE_ADDR`, interrupts on, on the app's own stack (whose
 /// pages, like the heap's, are mapped when first touched).
-fn start(app: &mut App, entry: u64) {
-    let stack = mm::allocate_kernel_stack();
+fn start(app: &mut App, entry: u64) -> Result<(), mm::MapError> {
+    let stack = mm::allocate_kernel_stack()?;
     let selectors = cpu::selectors();
     let frame: [u64; 14] = [
         0, // r15
@@ -128,14 +130,20 @@ fn start(app: &mut App, entry: u64) {
     APP_RSP[app.index].store(start, Ordering::Relaxed);
     app.kernel_stack = Some(stack);
     app.state = AppState::Ready;
+    Ok(())
 }
 
 /// Creates the bundle's apps and runs them until every one has ended; then ends the machine.
 pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
+    let frames_before_apps = mm::frame_usage().in_use;
     let mut apps = Vec::with_capacity(bundle.app_count());
     for (index, spec) in bundle.apps().enumerate() {
         let mut app = App::new(index, &spec, image.slots[index]);
-        start(&mut app, image.entry);
+        if let Err(error) = start(&mut app, image.entry) {
+            kprintln!("kernel-lite: app '{}' cannot start: {error}", app.name);
+            app.faults += 1;
+            app.state = AppState::Ended(AppEnd::Faulted);
+        }
         apps.push(app);
     }
     kprintln!("kernel-lite: started {} app(s)", apps.len());
@@ -146,6 +154,7 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
         last: usize::MAX,
         quantum_left: QUANTUM_TICKS,
         started_tsc: timer::rdtsc(),
+        frames_before_apps,
     });
     scheduler_loop()
 }
@@ -163,7 +172,6 @@ fn scheduler_loop() -> ! {
                 .expect("a ready app has a kernel stack")
                 .top;
             cpu::set_kernel_stack(top);
-            kcall::set_kernel_stack(top);
             FsBase::write(VirtAddr::new(app.slot.heap_base));
             scheduler.current = Some(next);
             scheduler.last = next;
@@ -242,7 +250,11 @@ impl Scheduler {
                         app.restarts,
                         app.restart.limit()
                     );
-                    start(app, entry);
+                    if let Err(error) = start(app, entry) {
+                        kprintln!("kernel-lite: app '{}' cannot restart: {error}", app.name);
+                        app.faults += 1;
+                        app.state = AppState::Ended(AppEnd::Faulted);
+                    }
                 }
                 _ => {}
             }
@@ -311,28 +323,53 @@ fn current() -> usize {
     with_scheduler(|scheduler| scheduler.current).expect("an app is running")
 }
 
-/// Counts a kcall against the running app.
-pub fn count_kcall(kcall: Kcall) {
-    with_scheduler(|scheduler| {
-        if let Some(index) = scheduler.current {
-            scheduler.apps[index].kcalls[kcall as usize] += 1;
-        }
-    });
+/// Why ring 3 entered ring 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Kcall(Kcall),
+    /// A `syscall` with a number that names no kcall.
+    UnknownKcall,
+    /// A page fault: demand paging of the app's stack or heap, or the app's own error.
+    PageFault,
+    /// Any other CPU exception.
+    Exception,
+    /// A timer or device interrupt (or an NMI) that arrived while the app ran.
+    Interrupt,
 }
 
-/// Writes an app's console output, each line prefixed with the app's name.
-pub fn console_write(bytes: &[u8]) {
+/// Counts an entry into ring 0 against the running app. `user_ac`: the app had RFLAGS.AC set;
+/// the entry path cleared it, which is checked here (SMAP must hold for ring 0).
+pub fn count_entry(entry: Entry, user_ac: bool) {
     with_scheduler(|scheduler| {
         let Some(index) = scheduler.current else {
             return;
         };
         let app = &mut scheduler.apps[index];
-        for line in bytes.split_inclusive(|&b| b == b'\n') {
-            if app.at_line_start {
-                crate::kprint!("[{}] ", app.name);
+        app.entries.count(entry);
+        if user_ac {
+            if x86_64::registers::rflags::read()
+                .contains(x86_64::registers::rflags::RFlags::ALIGNMENT_CHECK)
+            {
+                kprintln!("kernel-lite: FATAL: RFLAGS.AC still set in ring 0: SMAP bypassed");
+                machine::exit(ImageOutcome::KernelPanic);
             }
-            crate::console::write_bytes(line);
-            app.at_line_start = line.ends_with(b"\n");
+            if !app.saw_user_ac {
+                app.saw_user_ac = true;
+                kprintln!(
+                    "kernel-lite: app '{}' entered ring 0 with RFLAGS.AC set; ring 0 runs with it \
+                     clear (SMAP holds)",
+                    app.name
+                );
+            }
+        }
+    });
+}
+
+/// Writes the running app's console output (see [`console::write_app`]).
+pub fn console_write(bytes: &[u8]) {
+    with_scheduler(|scheduler| {
+        if let Some(index) = scheduler.current {
+            console::write_app(index, &scheduler.apps[index].name, bytes);
         }
     });
 }
@@ -460,31 +497,34 @@ pub fn end_current_for_exception(exception: &Exception) -> ! {
 /// The running app reported a fault of its own (a panic, out of memory): log it and end the app.
 pub fn end_current_for_report(kind: ReportedFault, message: &str) -> ! {
     kprintln!(
-        "kernel-lite: app '{}' ended by {}: {message}",
+        "kernel-lite: app '{}' ended by {}: {}",
         current_name(),
-        kind.name()
+        kind.name(),
+        console::Escaped(message)
     );
     end_current(AppEnd::Faulted)
 }
 
 /// Every app has ended: print the accounting table and end the machine with the apps' verdict.
 fn finish() -> ! {
-    let outcome = with_scheduler(|scheduler| {
+    let (outcome, frames_before_apps) = with_scheduler(|scheduler| {
         kprintln!("kernel-lite: all apps ended");
         accounting::print_table(&scheduler.apps, timer::rdtsc() - scheduler.started_tsc);
         let failed = scheduler.apps.iter().any(|app| match app.state {
             AppState::Ended(end) => end.failed(),
             _ => true,
         });
-        if failed {
+        let outcome = if failed {
             ImageOutcome::SomeAppFailed
         } else {
             ImageOutcome::AllAppsSucceeded
-        }
+        };
+        (outcome, scheduler.frames_before_apps)
     });
     let frames = mm::frame_usage();
     kprintln!(
-        "kernel-lite: frames in use {} (peak {}) of {}; exit {outcome:?}",
+        "kernel-lite: frames in use {} (peak {}) of {}; before the apps {frames_before_apps}; \
+         exit {outcome:?}",
         frames.in_use,
         frames.peak,
         frames.total

@@ -131,12 +131,9 @@ pub unsafe fn init(physical_offset: u64, regions: &bootloader_api::info::MemoryR
     *MEMORY.lock() = Some(memory);
 }
 
+/// kernel-lite starts only where NX is on (`cpu::enable_protection`), so W^X always holds.
 fn no_execute() -> PageTableFlags {
-    if crate::cpu::has_nx() {
-        PageTableFlags::NO_EXECUTE
-    } else {
-        PageTableFlags::empty()
-    }
+    PageTableFlags::NO_EXECUTE
 }
 
 impl Memory {
@@ -205,8 +202,8 @@ pub struct KernelStack {
 }
 
 /// Maps a new kernel stack with a guard page below it.
-pub fn allocate_kernel_stack() -> KernelStack {
-    let stack = with_memory(|memory| {
+pub fn allocate_kernel_stack() -> Result<KernelStack, MapError> {
+    with_memory(|memory| {
         let slot = memory.free_stack_slots.pop().unwrap_or_else(|| {
             memory.next_stack_slot += 1;
             memory.next_stack_slot - 1
@@ -224,10 +221,10 @@ pub fn allocate_kernel_stack() -> KernelStack {
                 top: VirtAddr::new(top),
                 slot,
             })
-    });
-    stack.unwrap_or_else(|error| {
-        kprintln!("kernel-lite: kernel stack: {error}");
-        crate::machine::halt_with(ImageOutcome::KernelPanic, "cannot map a kernel stack")
+            .inspect_err(|_| {
+                memory.unmap_range(top - KERNEL_STACK_BYTES, KERNEL_STACK_BYTES);
+                memory.free_stack_slots.push(slot);
+            })
     })
 }
 

@@ -68,3 +68,11 @@ fn calibrate_tsc() -> u64 {
 pub fn tsc_per_ms() -> u64 {
     TSC_HZ.load(Ordering::Relaxed) / 1000
 }
+
+/// Halts until an interrupt, with interrupts on, and returns with them off. `wakeup` is the TSC
+/// of the next deadline, if any: the periodic tick (PIT, 1 kHz) wakes the CPU in time for it.
+pub fn idle_until(wakeup: Option<u64>) {
+    let _ = wakeup;
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}

@@ -200,12 +200,13 @@ fn scheduler_loop() -> ! {
                 });
             }
             None => {
-                if with_scheduler(|scheduler| scheduler.all_ended()) {
+                let (all_ended, wakeup) =
+                    with_scheduler(|scheduler| (scheduler.all_ended(), scheduler.next_wakeup()));
+                if all_ended {
                     finish();
                 }
-                // Nothing is ready: sleep until the next interrupt (the timer wakes sleepers).
-                x86_64::instructions::interrupts::enable_and_hlt();
-                x86_64::instructions::interrupts::disable();
+                // Nothing is ready: sleep until the next deadline or interrupt.
+                timer::idle_until(wakeup);
             }
         }
     }
@@ -270,6 +271,18 @@ impl Scheduler {
             AppState::Restarting { at_tsc } => at_tsc <= now,
             _ => false,
         })
+    }
+
+    /// The earliest TSC at which a blocked app's deadline or a restart falls due.
+    fn next_wakeup(&self) -> Option<u64> {
+        self.apps
+            .iter()
+            .filter_map(|app| match app.state {
+                AppState::Blocked { deadline_tsc, .. } => Some(deadline_tsc),
+                AppState::Restarting { at_tsc } => Some(at_tsc),
+                _ => None,
+            })
+            .min()
     }
 
     fn all_ended(&self) -> bool {

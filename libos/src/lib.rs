@@ -3,10 +3,12 @@
 //! An app uses these with plain function calls: reading the clock, allocating, printing. One copy
 //! of this code serves every app of an image, and each app gets its own instance of every
 //! element (its heap, its console line buffer, its log level), found through the FS base that
-//! kernel-lite loads on every switch — no trap needed. Only [`sys`] talks to kernel-lite.
+//! kernel-lite loads on every switch — no trap needed. Only the crate-private `sys` module talks
+//! to kernel-lite; apps reach the machine only through safe calls ([`diag`] for benchmarks and
+//! tests; `faults`, with the `deliberate-faults` feature, for the containment tests alone).
 //!
-//! The logic (time conversion, line buffering, program lookup) is plain Rust that the host
-//! compiles and tests; what needs the machine lives in `sys` and is built for
+//! The logic (time conversion, line buffering, program lookup, the executor) is plain Rust that
+//! the host compiles and tests; what needs the machine lives in `sys` and is built for
 //! `x86_64-unknown-none` only.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -14,6 +16,10 @@
 extern crate alloc;
 
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod diag;
+#[cfg(all(target_os = "none", feature = "deliberate-faults"))]
+pub mod faults;
 pub mod io;
 pub mod logger;
 pub mod mem;
@@ -21,7 +27,7 @@ pub mod mem;
 pub mod process;
 pub mod rt;
 #[allow(unsafe_code)]
-pub mod sys;
+mod sys;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod thread;

@@ -170,3 +170,18 @@ fn images_are_written_for_bios_uefi_and_as_qcow2() {
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(info.contains("\"format\": \"qcow2\""), "{info}");
 }
+
+/// RFLAGS.AC set in ring 3 (which, in ring 0, would switch SMAP off) survives timer
+/// interrupts and a kcall: kernel-lite gives ring 3 its own flags back, and the app exits 0.
+#[test]
+fn ring_3_keeps_its_own_alignment_check_flag_across_interrupts_and_kcalls() {
+    let output = boot("set-ac", Firmware::Bios);
+    assert_serial_contains(
+        &output,
+        &[
+            "[set-ac] AC set in ring 3: yes",
+            "kernel-lite: app 'set-ac' exited with status 0",
+        ],
+    );
+    assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
+}

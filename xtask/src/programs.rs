@@ -26,6 +26,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("sleeper", "selftest"),
     ("counter", "demo"),
     ("quiet-worker", "demo"),
+    ("crasher", "demo"),
+    ("set-ac", "selftest"),
 ];
 
 /// The image feature that provides `program`, if any does.

@@ -99,6 +99,67 @@ mod tests {
         }
     }
 
+    /// The libos features cargo turns on in a user image built with `image_features`, as
+    /// `cargo tree` resolves them (so a crate that pulls them in indirectly counts too).
+    fn libos_features_in_image(image_features: &[&str]) -> Vec<String> {
+        let output =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .current_dir(crate::workspace_root())
+                .args(["tree", "--quiet", "--package", "user-image", "--target"])
+                .arg(crate::compile::TARGET)
+                .args([
+                    "--edges", "features", "--invert", "libos", "--prefix", "none",
+                ])
+                .args(["--features", &image_features.join(",")])
+                .output()
+                .expect("running cargo tree");
+        assert!(
+            output.status.success(),
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut features: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("libos feature \""))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        features.sort();
+        features.dedup();
+        features
+    }
+
+    /// libos's deliberate faults (`libos::faults`) are for the test programs alone: no shipped
+    /// bundle's image may carry them.
+    #[test]
+    fn no_shipped_bundle_carries_the_deliberate_faults() {
+        const FAULTS: &str = "deliberate-faults";
+        assert!(
+            libos_features_in_image(&["selftest"])
+                .iter()
+                .any(|f| f == FAULTS),
+            "the test programs' image should carry {FAULTS}: is this check still looking at the right feature?"
+        );
+        let folder = crate::workspace_root().join("apps/bundles");
+        let mut bundles = 0;
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|ext| ext != "toml") {
+                continue;
+            }
+            let manifest = crate::bundle::load(&path).unwrap();
+            let image_features = crate::bundle::features(&manifest);
+            let libos_features = libos_features_in_image(&image_features);
+            assert!(
+                !libos_features.iter().any(|f| f == FAULTS),
+                "{}: its programs come from image features {image_features:?}, which turn on libos's {FAULTS}; a shipped bundle must use programs from crates without it (apps/demo, apps/hello, apps/bench)",
+                relative(&path)
+            );
+            bundles += 1;
+        }
+        assert!(bundles >= 4, "found only {bundles} shipped bundles");
+    }
+
     #[test]
     fn readme_and_ci_use_the_documented_commands() {
         let root = crate::workspace_root();

@@ -10,7 +10,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use libos::time::Instant;
-use libos::{println, rt, sys, task, thread};
+use libos::{diag, println, rt, task, thread};
 
 const RUNS: usize = 7;
 const ITERATIONS: u64 = 20_000;
@@ -29,12 +29,12 @@ fn report(name: &str, mut per_op: Vec<f64>, iterations: u64) {
 fn measure(name: &str, mut operation: impl FnMut() -> u64) {
     let mut per_op = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
-        let start = sys::rdtsc();
+        let start = Instant::now().tsc();
         let mut sink = 0u64;
         for _ in 0..ITERATIONS {
             sink = sink.wrapping_add(operation());
         }
-        let ticks = sys::rdtsc() - start;
+        let ticks = Instant::now().tsc() - start;
         black_box(sink);
         per_op.push(ticks as f64 / ITERATIONS as f64);
     }
@@ -43,15 +43,15 @@ fn measure(name: &str, mut operation: impl FnMut() -> u64) {
 
 pub fn main() -> i32 {
     measure("clock_read", || Instant::now().tsc());
-    measure("null_kcall", sys::null_kcall);
+    measure("null_kcall", diag::null_kcall);
     let spawn_join = task::block_on(async {
         let mut per_op = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
-            let start = sys::rdtsc();
+            let start = Instant::now().tsc();
             for n in 0..ITERATIONS {
                 black_box(task::spawn(async move { n }).await);
             }
-            per_op.push((sys::rdtsc() - start) as f64 / ITERATIONS as f64);
+            per_op.push((Instant::now().tsc() - start) as f64 / ITERATIONS as f64);
         }
         per_op
     });
@@ -59,11 +59,11 @@ pub fn main() -> i32 {
     let yield_wake = task::block_on(async {
         let mut per_op = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
-            let start = sys::rdtsc();
+            let start = Instant::now().tsc();
             for _ in 0..ITERATIONS {
                 task::yield_now().await;
             }
-            per_op.push((sys::rdtsc() - start) as f64 / ITERATIONS as f64);
+            per_op.push((Instant::now().tsc() - start) as f64 / ITERATIONS as f64);
         }
         per_op
     });
@@ -77,11 +77,11 @@ pub fn switch_bench() -> i32 {
     const SWITCH_ITERATIONS: u64 = 5_000;
     let mut per_switch = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
-        let start = sys::rdtsc();
+        let start = Instant::now().tsc();
         for _ in 0..SWITCH_ITERATIONS {
             thread::yield_now();
         }
-        per_switch.push((sys::rdtsc() - start) as f64 / (2 * SWITCH_ITERATIONS) as f64);
+        per_switch.push((Instant::now().tsc() - start) as f64 / (2 * SWITCH_ITERATIONS) as f64);
     }
     if rt::current().index() == 0 {
         report("app_switch", per_switch, SWITCH_ITERATIONS);

@@ -2,6 +2,7 @@
 //! that it keeps running while its neighbours crash and restart. `quiet_worker` computes,
 //! allocates, reads the clock, spawns tasks and sets timers — CSE work that needs no kcall — and
 //! prints once, so the accounting table can show it made no kcall but to sleep and to print.
+//! `crasher` panics soon after it starts, to show a restart policy at work beside the others.
 #![no_std]
 
 extern crate alloc;
@@ -9,8 +10,8 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use libos::println;
-use libos::task;
 use libos::time::{Duration, Instant};
+use libos::{task, thread};
 
 /// How many times the counter counts, one count every [`COUNT_EVERY`].
 pub const COUNTS: u32 = 40;
@@ -73,4 +74,16 @@ pub fn quiet_worker() -> i32 {
         started.elapsed().as_micros()
     );
     0
+}
+
+/// How long the crasher lets its neighbours run before it panics.
+pub const CRASH_AFTER: Duration = Duration::from_millis(150);
+
+/// Panics [`CRASH_AFTER`] after it starts: a plain panic, which kernel-lite reports with the
+/// app's name and restarts according to the bundle's policy.
+pub fn crasher() -> i32 {
+    println!("will crash by panic in {} ms", CRASH_AFTER.as_millis());
+    thread::sleep(CRASH_AFTER);
+    let reason = core::hint::black_box("a deliberate panic");
+    panic!("{reason}");
 }

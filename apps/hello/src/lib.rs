@@ -6,11 +6,11 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use libos::time::{Duration, Instant};
-use libos::{println, rt, sys, thread};
+use libos::{diag, println, rt, thread};
 
 pub fn main() -> i32 {
     let started = Instant::now();
-    let cpl = sys::privilege_level();
+    let cpl = diag::privilege_level();
     println!(
         "Hello from {}, a libos app! CPL={cpl}",
         rt::current().name()

@@ -48,4 +48,8 @@ libos::user_image! {
     "counter" => demo::counter,
     #[cfg(feature = "demo")]
     "quiet-worker" => demo::quiet_worker,
+    #[cfg(feature = "demo")]
+    "crasher" => demo::crasher,
+    #[cfg(feature = "selftest")]
+    "set-ac" => selftest::set_ac,
 }

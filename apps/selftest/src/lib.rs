@@ -1,14 +1,17 @@
 //! Programs for the in-QEMU tests. `kcalls` checks the gate and the ring; each `fault_*` program
 //! commits one fault that kernel-lite must contain (report with the app's name, end the app).
+//!
+//! The only crate that turns on libos's `deliberate-faults` feature: no shipped bundle may run
+//! a program from here (xtask's tidy checks it).
 #![no_std]
 
 extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use libos::sys::misbehave::{self, PrivilegedInstruction};
+use libos::faults::{self, PrivilegedInstruction};
 use libos::time::{Duration, Instant};
-use libos::{println, rt, sys, thread};
+use libos::{diag, println, rt, thread};
 use lite_abi::kcall::{Kcall, KcallError};
 
 fn check(what: &str, ok: bool) -> bool {
@@ -18,27 +21,24 @@ fn check(what: &str, ok: bool) -> bool {
 
 /// Runs at CPL 3; kcalls round-trip with their results and errors; the clock moves.
 pub fn kcalls() -> i32 {
-    let mut ok = check("CPL=3", sys::privilege_level() == 3);
-    ok &= check("null kcall returns 0", sys::null_kcall() == 0);
+    let mut ok = check("CPL=3", diag::privilege_level() == 3);
+    ok &= check("null kcall returns 0", diag::null_kcall() == 0);
     ok &= check(
         "unknown kcall is refused",
-        sys::raw_kcall(999, 0, 0) == Err(KcallError::UnknownKcall),
+        faults::raw_kcall(999, 0, 0) == Err(KcallError::UnknownKcall),
     );
     ok &= check(
         "console write from a kernel address is refused",
-        sys::raw_kcall(
-            Kcall::ConsoleWrite as u64,
-            misbehave::KERNEL_LITE_ADDRESS,
-            8,
-        ) == Err(KcallError::BadAddress),
+        faults::raw_kcall(Kcall::ConsoleWrite as u64, faults::KERNEL_LITE_ADDRESS, 8)
+            == Err(KcallError::BadAddress),
     );
     ok &= check(
         "console write of an unmapped range is refused",
-        sys::raw_kcall(Kcall::ConsoleWrite as u64, 0x10, 8) == Err(KcallError::BadAddress),
+        faults::raw_kcall(Kcall::ConsoleWrite as u64, 0x10, 8) == Err(KcallError::BadAddress),
     );
     ok &= check(
         "oversized console write is refused",
-        sys::raw_kcall(Kcall::ConsoleWrite as u64, 0x40_0000, 1 << 20)
+        faults::raw_kcall(Kcall::ConsoleWrite as u64, 0x40_0000, 1 << 20)
             == Err(KcallError::BadArgument),
     );
     let before = Instant::now();
@@ -56,24 +56,24 @@ pub fn kcalls() -> i32 {
 pub fn fault_kernel_write() -> i32 {
     println!(
         "writing to kernel-lite memory at {:#x}",
-        misbehave::KERNEL_LITE_ADDRESS
+        faults::KERNEL_LITE_ADDRESS
     );
-    misbehave::write_kernel_memory()
+    faults::write_kernel_memory()
 }
 
 pub fn fault_hlt() -> i32 {
     println!("running hlt in ring 3");
-    misbehave::run_privileged(PrivilegedInstruction::Hlt)
+    faults::run_privileged(PrivilegedInstruction::Hlt)
 }
 
 pub fn fault_cli() -> i32 {
     println!("running cli in ring 3");
-    misbehave::run_privileged(PrivilegedInstruction::Cli)
+    faults::run_privileged(PrivilegedInstruction::Cli)
 }
 
 pub fn fault_mov_cr3() -> i32 {
     println!("running mov cr3 in ring 3");
-    misbehave::run_privileged(PrivilegedInstruction::MovCr3)
+    faults::run_privileged(PrivilegedInstruction::MovCr3)
 }
 
 /// Recurses until the stack runs into its guard page.
@@ -112,17 +112,17 @@ pub fn crash_panic() -> i32 {
 
 pub fn crash_page_fault() -> i32 {
     crash_soon("page fault");
-    misbehave::write_unmapped_memory()
+    faults::write_unmapped_memory()
 }
 
 pub fn crash_general_protection() -> i32 {
     crash_soon("general protection fault");
-    misbehave::run_privileged(PrivilegedInstruction::Hlt)
+    faults::run_privileged(PrivilegedInstruction::Hlt)
 }
 
 pub fn crash_invalid_opcode() -> i32 {
     crash_soon("invalid opcode");
-    misbehave::invalid_opcode()
+    faults::invalid_opcode()
 }
 
 pub fn crash_stack_overflow() -> i32 {
@@ -141,7 +141,7 @@ pub fn crash_out_of_memory() -> i32 {
 
 pub fn crash_holding_lock() -> i32 {
     crash_soon("page fault while holding its console lock");
-    misbehave::fault_holding_console_lock()
+    faults::fault_holding_console_lock()
 }
 
 /// Fills about three quarters of its heap with a pattern of its own, a chunk at a time, giving
@@ -192,4 +192,24 @@ pub fn sleeper() -> i32 {
     }
     println!("slept 20 times; max oversleep {} us", worst.as_micros());
     0
+}
+
+/// Sets RFLAGS.AC in ring 3, spins about 30 ms reading the clock (so timer interrupts arrive
+/// while AC is set), makes a null kcall, then checks that AC is still set: kernel-lite must
+/// clear AC for itself on entry (with AC set, SMAP does not guard ring 0) but give ring 3 its
+/// own flags back.
+pub fn set_ac() -> i32 {
+    faults::set_alignment_check();
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < Duration::from_millis(30) {
+        spins = core::hint::black_box(spins + 1);
+    }
+    diag::null_kcall();
+    let still_set = faults::alignment_check_is_set();
+    println!(
+        "AC set in ring 3: {} (after {spins} clock reads and a null kcall)",
+        if still_set { "yes" } else { "no" }
+    );
+    if still_set { 0 } else { 1 }
 }

@@ -1,6 +1,6 @@
 //! The kcall instruction and the calls libos makes with it.
 
-use lite_abi::kcall::{Events, Kcall, KcallError, ReportedFault};
+use lite_abi::kcall::{Events, Kcall, ReportedFault};
 
 /// Makes kcall `number` with four arguments and returns its raw `rax` result.
 #[inline]
@@ -26,8 +26,9 @@ fn kcall4(number: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
 }
 
 /// Makes any kcall by number; for tests of the gate itself.
-pub fn raw_kcall(number: u64, a0: u64, a1: u64) -> Result<u64, KcallError> {
-    KcallError::decode(kcall4(number, a0, a1, 0, 0))
+#[cfg(feature = "deliberate-faults")]
+pub fn raw_kcall(number: u64, a0: u64, a1: u64) -> Result<u64, lite_abi::kcall::KcallError> {
+    lite_abi::kcall::KcallError::decode(kcall4(number, a0, a1, 0, 0))
 }
 
 /// The null kcall: the cost of the gate alone.

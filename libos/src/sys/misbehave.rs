@@ -1,5 +1,7 @@
-//! Deliberate faults, for the tests that show kernel-lite contains them. Each of these ends the
-//! calling app; none can harm kernel-lite or another app.
+//! Deliberate faults, for the tests that show kernel-lite contains them (public as
+//! `libos::faults`, with the `deliberate-faults` feature only). Each of these ends the calling
+//! app or leaves ring 3 in a state kernel-lite must cope with; none can harm kernel-lite or
+//! another app.
 
 /// A fixed address inside kernel-lite's own (supervisor-only) region: its heap.
 pub const KERNEL_LITE_ADDRESS: u64 = 0xffff_ff00_0000_0000;
@@ -56,11 +58,32 @@ pub fn invalid_opcode() -> ! {
     unreachable!("ud2 returned");
 }
 
-/// Faults while holding the app's console lock, half-way through a line: kernel-lite must end
-/// the app without that lock (or anything else shared) wedging another app.
-pub fn fault_holding_console_lock() -> ! {
-    let context = super::current_context();
-    let mut console = context.console.lock();
-    console.push(b"half a line, then ", &mut |_: &[u8]| {});
-    write_unmapped_memory()
+/// RFLAGS.AC, the alignment-check flag (bit 18).
+const RFLAGS_AC: u64 = 1 << 18;
+
+/// Sets RFLAGS.AC in ring 3 and leaves it set. In ring 0, AC set switches SMAP off, so
+/// kernel-lite must clear it for itself on every entry from ring 3 (kcall, interrupt,
+/// exception) and give ring 3 its own flags back on return.
+pub fn set_alignment_check() {
+    // SAFETY: AC only makes the CPU check the alignment of ring-3 accesses when CR0.AM is set;
+    // kernel-lite leaves AM clear, so nothing the compiler relies on changes (and with AM set,
+    // a misaligned access would raise #AC, a fault kernel-lite contains by ending the app).
+    // The block pushes one word below the stack pointer and pops it again.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], {ac}",
+            "popfq",
+            ac = const RFLAGS_AC,
+        )
+    };
+}
+
+/// Whether RFLAGS.AC is set now, read with `pushfq`.
+pub fn alignment_check_is_set() -> bool {
+    let flags: u64;
+    // SAFETY: pushing RFLAGS and popping it into a register changes nothing but that register
+    // (the stack pointer is back where it was).
+    unsafe { core::arch::asm!("pushfq", "pop {}", out(reg) flags, options(preserves_flags)) };
+    flags & RFLAGS_AC != 0
 }

@@ -1,17 +1,23 @@
 //! The only part of libos that uses `unsafe` or traps: kcalls, the TSC, the info page, the
 //! per-app context behind the FS base, the heap router, the panic handler, and the deliberate
 //! faults the containment tests need. Built for `x86_64-unknown-none` only.
+//!
+//! Private to libos: apps get safe calls built on these (`diag`, `process`, `thread`, `time`,
+//! `task`), and the deliberate faults only through `faults`, behind a cargo feature.
 #![cfg(target_os = "none")]
 
 mod context;
 mod entry;
 mod heap;
 mod kcall;
+#[cfg(feature = "deliberate-faults")]
 pub mod misbehave;
 mod panic;
 
 pub use context::{app_info, current_context, install_context};
-pub use kcall::{console_write, exit, null_kcall, raw_kcall, wait, wait_until, yield_now};
+#[cfg(feature = "deliberate-faults")]
+pub use kcall::raw_kcall;
+pub use kcall::{console_write, exit, null_kcall, wait_until, yield_now};
 
 use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};
 

@@ -17,7 +17,7 @@ mod panic;
 pub use context::{app_info, current_context, install_context};
 #[cfg(feature = "deliberate-faults")]
 pub use kcall::raw_kcall;
-pub use kcall::{console_write, exit, null_kcall, wait_until, yield_now};
+pub use kcall::{console_write, exit, null_kcall, wait, wait_until, yield_now};
 
 use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};
 

@@ -1,9 +1,11 @@
-//! One app's async executor: its tasks, its ready queue and its timers.
+//! One app's async executor: its tasks, its ready queue, its timers and its event waiters.
 //!
-//! Plain Rust over a [`Clock`] seam (now, rate, wait until a deadline), so the same executor
-//! runs on the TSC and the `wait_until` kcall in an app, and on a fake clock in host tests.
-//! The only time it leaves the app is when nothing is ready: then it waits for the earliest
-//! timer through the clock, which in an app is the one kcall that puts the app to sleep.
+//! Plain Rust over a [`Clock`] seam (now, rate, wait for a deadline or events), so the same
+//! executor runs on the TSC and the `wait` kcall in an app, and on a fake clock in host tests.
+//! The only time it leaves the app is when nothing is ready: then it waits, through the clock,
+//! for the earliest timer or any event a task awaits, whichever comes first — in an app, the
+//! one kcall that puts the app to sleep. A busy executor never asks for events (that would be
+//! a kcall per turn); a busy driver polls its rings instead.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -16,25 +18,66 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
+use lite_abi::kcall::Events;
 use spin::Mutex;
 
-/// Where an executor gets its time from and how it waits.
+/// Where an executor gets its time and its events from, and how it waits.
 pub trait Clock {
     /// Now, in ticks.
     fn now(&self) -> u64;
     /// Ticks per second.
     fn ticks_per_second(&self) -> u64;
-    /// Returns once `now() >= deadline` (or earlier: the executor checks again).
-    fn wait_until(&self, deadline: u64);
+    /// Blocks until `now() >= deadline` or one of `events` is pending, whichever comes first
+    /// (`u64::MAX`: no deadline). Returns the pending events among `events`, which it clears;
+    /// empty when the deadline passed. May return early with nothing: the executor checks
+    /// again.
+    fn wait(&self, deadline: u64, events: Events) -> Events;
 }
 
-/// `run_until` found every task waiting and no timer set: nothing can ever wake them.
+/// `run_until` found every task waiting, no timer set and no event awaited: nothing can ever
+/// wake them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stalled;
 
 impl core::fmt::Display for Stalled {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("every task is waiting and no timer is set: the app can never go on")
+        f.write_str(
+            "every task is waiting, no timer is set and no event awaited: the app can never go on",
+        )
+    }
+}
+
+/// A task waiting for some of the app's events (see [`Executor::wait_event`]).
+struct EventWaiter {
+    key: u64,
+    events: Events,
+    waker: Waker,
+}
+
+/// The app's events as the executor sees them: who waits for which, and those that came back
+/// from the clock but have not been taken by a waiter yet (so none is lost).
+#[derive(Default)]
+struct EventState {
+    waiters: Vec<EventWaiter>,
+    pending: Events,
+    next_key: u64,
+}
+
+impl EventState {
+    /// Every event some task waits for.
+    fn awaited(&self) -> Events {
+        self.waiters
+            .iter()
+            .fold(Events::NONE, |all, waiter| all.union(waiter.events))
+    }
+
+    /// Wakes each waiter that one of the pending events concerns.
+    fn wake_pending(&self) {
+        for waiter in &self.waiters {
+            if !waiter.events.intersection(self.pending).is_empty() {
+                waiter.waker.wake_by_ref();
+            }
+        }
     }
 }
 
@@ -73,6 +116,8 @@ pub struct ExecutorStats {
     pub polls: u64,
     /// Times the executor waited on the clock because nothing was ready.
     pub idle_waits: u64,
+    /// Waits that came back with events.
+    pub event_wakes: u64,
 }
 
 /// An app's executor. Single-threaded: an app runs on one CPU at a time.
@@ -83,6 +128,7 @@ pub struct Executor<C: Clock> {
     free_ids: RefCell<Vec<usize>>,
     timers: RefCell<BTreeMap<(u64, u64), Waker>>,
     next_timer: Cell<u64>,
+    events: RefCell<EventState>,
     stats: Cell<ExecutorStats>,
 }
 
@@ -95,6 +141,7 @@ impl<C: Clock> Executor<C> {
             free_ids: RefCell::new(Vec::new()),
             timers: RefCell::new(BTreeMap::new()),
             next_timer: Cell::new(0),
+            events: RefCell::new(EventState::default()),
             stats: Cell::new(ExecutorStats::default()),
         }
     }
@@ -210,6 +257,36 @@ impl<C: Clock> Executor<C> {
             .map(|&(deadline, _)| deadline)
     }
 
+    /// Nothing is ready: waits on the clock for the earliest timer (`earliest`) or an awaited
+    /// event, and wakes the tasks whose events came back. `Err(Stalled)` if there is neither.
+    fn idle(&self, earliest: Option<u64>) -> Result<(), Stalled> {
+        let awaited = {
+            let events = self.events.borrow();
+            let awaited = events.awaited();
+            if !events.pending.intersection(awaited).is_empty() {
+                // Already here (a waiter that re-registered after another took its share).
+                events.wake_pending();
+                return Ok(());
+            }
+            awaited
+        };
+        if earliest.is_none() && awaited.is_empty() {
+            return Err(Stalled);
+        }
+        self.bump(|stats| stats.idle_waits += 1);
+        let fired = self
+            .clock
+            .wait(earliest.unwrap_or(u64::MAX), awaited)
+            .intersection(awaited);
+        if !fired.is_empty() {
+            self.bump(|stats| stats.event_wakes += 1);
+            let mut events = self.events.borrow_mut();
+            events.pending = events.pending.union(fired);
+            events.wake_pending();
+        }
+        Ok(())
+    }
+
     /// Runs the tasks and `future` until `future` completes, sleeping on the clock whenever
     /// nothing is ready. Tasks still pending when it completes stay, for the next call.
     pub fn run_until<F: Future>(&self, future: F) -> Result<F::Output, Stalled> {
@@ -237,14 +314,25 @@ impl<C: Clock> Executor<C> {
             if !self.queue.0.lock().is_empty() {
                 continue;
             }
-            match earliest {
-                Some(deadline) => {
-                    self.bump(|stats| stats.idle_waits += 1);
-                    self.clock.wait_until(deadline);
-                }
-                None => return Err(Stalled),
-            }
+            self.idle(earliest)?;
         }
+    }
+
+    /// A future that completes when one of `events` has fired, with those of them that did
+    /// (and clears them). An event that fired before the future was polled — while the app
+    /// was busy, or while its waiter was not waiting — is not lost: it completes at once.
+    /// Completes at once, with nothing, when `events` is empty.
+    pub fn wait_event(&self, events: Events) -> WaitEvent<'_, C> {
+        WaitEvent {
+            executor: self,
+            events,
+            key: None,
+        }
+    }
+
+    /// Events that came back from the clock and that no waiter has taken yet.
+    pub fn pending_events(&self) -> Events {
+        self.events.borrow().pending
     }
 
     /// A future that completes once the clock reaches `deadline` (in ticks).
@@ -355,6 +443,60 @@ impl<C: Clock> Drop for Sleep<'_, C> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.executor.timers.borrow_mut().remove(&key);
+        }
+    }
+}
+
+/// See [`Executor::wait_event`].
+pub struct WaitEvent<'a, C: Clock> {
+    executor: &'a Executor<C>,
+    events: Events,
+    key: Option<u64>,
+}
+
+impl<C: Clock> Future for WaitEvent<'_, C> {
+    type Output = Events;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Events> {
+        let this = &mut *self;
+        let mut state = this.executor.events.borrow_mut();
+        let fired = state.pending.intersection(this.events);
+        if !fired.is_empty() || this.events.is_empty() {
+            state.pending = state.pending.without(fired);
+            if let Some(key) = this.key.take() {
+                state.waiters.retain(|waiter| waiter.key != key);
+            }
+            return Poll::Ready(fired);
+        }
+        match this.key {
+            Some(key) => {
+                if let Some(waiter) = state.waiters.iter_mut().find(|w| w.key == key) {
+                    waiter.waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let key = state.next_key;
+                state.next_key += 1;
+                state.waiters.push(EventWaiter {
+                    key,
+                    events: this.events,
+                    waker: cx.waker().clone(),
+                });
+                this.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<C: Clock> Drop for WaitEvent<'_, C> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.executor
+                .events
+                .borrow_mut()
+                .waiters
+                .retain(|waiter| waiter.key != key);
         }
     }
 }

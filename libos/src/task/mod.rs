@@ -1,13 +1,16 @@
 //! Async tasks, with tokio-like names: `spawn`, `JoinHandle`, `yield_now`, `sleep`, `timeout`,
-//! `block_on`. Each app has its own executor (in its context), so its tasks and timers are its
-//! own; none of these functions makes a kcall, except that an executor with nothing ready
-//! sleeps until its next timer through `wait_until`.
+//! `block_on`, and `wait_event` for the app's events (a device ring's completion, say). Each app
+//! has its own executor (in its context), so its tasks, timers and event waiters are its own;
+//! none of these functions makes a kcall, except that an executor with nothing ready sleeps
+//! through the `wait` kcall until its next timer or an awaited event.
 
 mod executor;
 
 pub use executor::{
-    Clock, Elapsed, Executor, ExecutorStats, JoinHandle, Sleep, Stalled, Timeout, YieldNow,
+    Clock, Elapsed, Executor, ExecutorStats, JoinHandle, Sleep, Stalled, Timeout, WaitEvent,
+    YieldNow,
 };
+pub use lite_abi::kcall::Events;
 
 /// Gives every other ready task of the app a turn (no kcall).
 pub fn yield_now() -> YieldNow {
@@ -20,7 +23,7 @@ mod machine {
     use crate::time::{Duration, Instant};
     use core::future::Future;
 
-    /// The app's clock: the TSC, and the `wait_until` kcall when idle.
+    /// The app's clock: the TSC, and the `wait` kcall when idle.
     pub struct SystemClock;
 
     impl Clock for SystemClock {
@@ -32,8 +35,8 @@ mod machine {
             crate::sys::tsc_hz()
         }
 
-        fn wait_until(&self, deadline: u64) {
-            crate::sys::wait_until(deadline);
+        fn wait(&self, deadline: u64, events: Events) -> Events {
+            crate::sys::wait(deadline, events)
         }
     }
 
@@ -66,8 +69,15 @@ mod machine {
         executor().timeout(duration, future)
     }
 
+    /// Completes when one of the app's `events` has fired, with those of them that did. An
+    /// event that fired earlier (while the app was busy) completes it at once.
+    pub fn wait_event(events: Events) -> WaitEvent<'static, SystemClock> {
+        executor().wait_event(events)
+    }
+
     /// Runs the app's tasks until `future` completes. Panics (ending the app with a report) if
-    /// every task waits and no timer is set, since then nothing could ever wake them.
+    /// every task waits, no timer is set and no event is awaited, since then nothing could
+    /// ever wake them.
     pub fn block_on<F: Future>(future: F) -> F::Output {
         match executor().run_until(future) {
             Ok(output) => output,
@@ -77,7 +87,9 @@ mod machine {
 }
 
 #[cfg(target_os = "none")]
-pub use machine::{SystemClock, block_on, executor, sleep, sleep_until, spawn, timeout};
+pub use machine::{
+    SystemClock, block_on, executor, sleep, sleep_until, spawn, timeout, wait_event,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,53 @@
-//! Host tests of the executor and its timers, on a fake clock that jumps to each deadline.
+//! Host tests of the executor, its timers and its event waits, on a fake clock that jumps to
+//! each deadline or event, and keeps events pending the way kernel-lite does.
 
 use super::*;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 use std::rc::Rc;
 
-/// Nanosecond ticks; `wait_until` jumps straight to the deadline and counts the wait.
+/// Nanosecond ticks. `wait` jumps straight to the deadline or to the next scheduled event it
+/// waits for, whichever is first, and records its arguments; events it does not wait for stay
+/// pending, as in kernel-lite.
 #[derive(Default)]
 struct FakeClock {
     now: Cell<u64>,
     waits: Cell<u32>,
+    /// Events that have fired and not been reported by a `wait` yet.
+    pending: Cell<Events>,
+    /// Events that will fire at a time: (time, events).
+    scheduled: RefCell<Vec<(u64, Events)>>,
+    /// Each wait: (deadline, events waited for, events returned, time it returned).
+    log: RefCell<Vec<(u64, Events, Events, u64)>>,
+}
+
+impl FakeClock {
+    /// `events` fire at `time` (ticks).
+    fn fire_at(&self, time: u64, events: Events) {
+        self.scheduled.borrow_mut().push((time, events));
+    }
+
+    /// `events` fire now (as a device would while the app runs).
+    fn raise(&self, events: Events) {
+        self.pending.set(self.pending.get().union(events));
+    }
+
+    /// Moves every scheduled event due by now into `pending`.
+    fn fire_due(&self) {
+        let now = self.now.get();
+        self.scheduled.borrow_mut().retain(|&(time, events)| {
+            if time <= now {
+                self.pending.set(self.pending.get().union(events));
+            }
+            time > now
+        });
+    }
+
+    fn take(&self, events: Events) -> Events {
+        let ready = self.pending.get().intersection(events);
+        self.pending.set(self.pending.get().without(ready));
+        ready
+    }
 }
 
 impl Clock for FakeClock {
@@ -21,9 +59,33 @@ impl Clock for FakeClock {
         1_000_000_000
     }
 
-    fn wait_until(&self, deadline: u64) {
+    fn wait(&self, deadline: u64, events: Events) -> Events {
         self.waits.set(self.waits.get() + 1);
-        self.now.set(self.now.get().max(deadline));
+        let returned = loop {
+            self.fire_due();
+            let ready = self.take(events);
+            if !ready.is_empty() || self.now.get() >= deadline {
+                break ready;
+            }
+            let next_event = self
+                .scheduled
+                .borrow()
+                .iter()
+                .filter(|(_, fired)| !fired.intersection(events).is_empty())
+                .map(|&(time, _)| time)
+                .min();
+            match next_event {
+                Some(time) if time <= deadline => self.now.set(time),
+                _ => {
+                    assert_ne!(deadline, u64::MAX, "the app would wait forever");
+                    self.now.set(deadline);
+                }
+            }
+        };
+        self.log
+            .borrow_mut()
+            .push((deadline, events, returned, self.now.get()));
+        returned
     }
 }
 
@@ -145,4 +207,158 @@ fn a_dropped_join_handle_detaches_the_task() {
         .run_until(executor.sleep(Duration::from_millis(10)))
         .unwrap();
     assert!(done.get());
+}
+
+const E0: Events = Events::bit(0);
+const E1: Events = Events::bit(1);
+const E2: Events = Events::bit(2);
+
+#[test]
+fn an_event_wakes_its_waiter_before_a_later_deadline() {
+    let executor = executor();
+    executor.clock().fire_at(5 * MS, E0);
+    let trace = Rc::new(RefCell::new(Vec::new()));
+    let events = Rc::clone(&trace);
+    executor.spawn(async move {
+        let fired = executor.wait_event(E0).await;
+        events
+            .borrow_mut()
+            .push(("event", fired, executor.clock().now() / MS));
+    });
+    let timers = Rc::clone(&trace);
+    executor
+        .run_until(async move {
+            executor.sleep(Duration::from_millis(10)).await;
+            timers
+                .borrow_mut()
+                .push(("timer", Events::NONE, executor.clock().now() / MS));
+        })
+        .unwrap();
+    assert_eq!(
+        *trace.borrow(),
+        [("event", E0, 5), ("timer", Events::NONE, 10)]
+    );
+    // The first wait had both the timer's deadline and the awaited event; the second only the
+    // deadline.
+    let log = executor.clock().log.borrow();
+    assert_eq!(log[0], (10 * MS, E0, E0, 5 * MS));
+    assert_eq!(log[1], (10 * MS, Events::NONE, Events::NONE, 10 * MS));
+    assert_eq!(executor.stats().event_wakes, 1);
+}
+
+#[test]
+fn a_deadline_wakes_its_sleeper_before_a_later_event() {
+    let executor = executor();
+    executor.clock().fire_at(20 * MS, E0);
+    let waiter = executor.spawn(async move {
+        let fired = executor.wait_event(E0).await;
+        (fired, executor.clock().now() / MS)
+    });
+    let (slept_until, event) = executor
+        .run_until(async move {
+            executor.sleep(Duration::from_millis(10)).await;
+            let slept_until = executor.clock().now() / MS;
+            (slept_until, waiter.await)
+        })
+        .unwrap();
+    assert_eq!(slept_until, 10);
+    assert_eq!(event, (E0, 20));
+    // With no timer left, the executor waits for the event alone: no deadline.
+    let log = executor.clock().log.borrow();
+    assert_eq!(log[0], (10 * MS, E0, Events::NONE, 10 * MS));
+    assert_eq!(log[1], (u64::MAX, E0, E0, 20 * MS));
+}
+
+#[test]
+fn an_event_that_fired_before_the_wait_is_not_lost() {
+    let executor = executor();
+    // Fired before anyone waits for it, while the app sleeps for something else: kernel-lite
+    // keeps it pending because the sleep did not ask for it.
+    executor.clock().fire_at(2 * MS, E1);
+    let got = executor.run_until(async move {
+        executor.sleep(Duration::from_millis(5)).await;
+        let first = executor.wait_event(E1).await;
+        let first_at = executor.clock().now() / MS;
+        // Fired while the app was busy (no wait in between).
+        executor.clock().raise(E1);
+        yield_now().await;
+        let second = executor.wait_event(E1).await;
+        (first, first_at, second, executor.clock().now() / MS)
+    });
+    assert_eq!(got, Ok((E1, 5, E1, 5)));
+    // The sleep's wait did not ask for the event; each event wait returned at once.
+    let log = executor.clock().log.borrow();
+    assert_eq!(log[0], (5 * MS, Events::NONE, Events::NONE, 5 * MS));
+    assert_eq!(log[1], (u64::MAX, E1, E1, 5 * MS));
+    assert_eq!(log[2], (u64::MAX, E1, E1, 5 * MS));
+    assert_eq!(executor.pending_events(), Events::NONE);
+}
+
+#[test]
+fn two_tasks_await_different_events() {
+    let executor = executor();
+    executor.clock().fire_at(5 * MS, E2);
+    executor.clock().fire_at(8 * MS, E1);
+    executor.clock().fire_at(12 * MS, E1.union(E2));
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let handles: Vec<_> = [E1, E2]
+        .into_iter()
+        .map(|bit| {
+            let order = Rc::clone(&order);
+            executor.spawn(async move {
+                for _ in 0..2 {
+                    let fired = executor.wait_event(bit).await;
+                    order
+                        .borrow_mut()
+                        .push((fired.0.trailing_zeros(), executor.clock().now() / MS));
+                }
+            })
+        })
+        .collect();
+    executor
+        .run_until(async move {
+            for handle in handles {
+                handle.await;
+            }
+        })
+        .unwrap();
+    // Each task got only its own event; both fired at 12 ms, and one wait woke both tasks.
+    let mut order = order.borrow().clone();
+    order[2..].sort();
+    assert_eq!(order, [(2, 5), (1, 8), (1, 12), (2, 12)]);
+    let log = executor.clock().log.borrow();
+    let waited: Vec<Events> = log.iter().map(|&(_, events, _, _)| events).collect();
+    assert_eq!(waited, [E1.union(E2); 3]);
+    assert_eq!(log[2].2, E1.union(E2));
+}
+
+#[test]
+fn a_timeout_around_an_event_wait() {
+    let executor = executor();
+    // The event never comes: the timeout elapses, and the abandoned waiter is gone.
+    let missed = executor.timeout(Duration::from_millis(10), executor.wait_event(E0));
+    assert_eq!(executor.run_until(missed), Ok(Err(Elapsed)));
+    assert_eq!(executor.clock().now(), 10 * MS);
+    assert_eq!(
+        executor.run_until(core::future::pending::<()>()),
+        Err(Stalled),
+        "no waiter for E0 is left behind"
+    );
+
+    // The event comes in time: its bits, and the timeout's timer is gone.
+    executor.clock().fire_at(13 * MS, E0);
+    let caught = executor.timeout(Duration::from_millis(10), executor.wait_event(E0));
+    assert_eq!(executor.run_until(caught), Ok(Ok(E0)));
+    assert_eq!(executor.clock().now(), 13 * MS);
+    assert_eq!(executor.pending_timers(), 0);
+}
+
+#[test]
+fn waiting_for_no_event_completes_at_once() {
+    let executor = executor();
+    assert_eq!(
+        executor.run_until(executor.wait_event(Events::NONE)),
+        Ok(Events::NONE)
+    );
+    assert_eq!(executor.clock().waits.get(), 0);
 }

@@ -5,19 +5,20 @@
 //! serves every app.
 
 use crate::mm::{self, MapError, UserAccess};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use lite_abi::bundle::Bundle;
 use lite_abi::elf::{ElfError, Segment, UserImage};
-use lite_abi::layout::{AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, InfoPage, info_bytes};
+use lite_abi::layout::{
+    AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, SlotPlanner, info_bytes, info_header_bytes,
+};
 
 /// Why the user image could not be loaded.
 #[derive(Debug)]
 pub enum LoadError {
     Elf(ElfError),
     Map(MapError),
-    /// App `index` asks for a stack the slot layout cannot hold.
+    /// App `index` asks for a stack or heap the slot layout cannot hold.
     BadSlot {
         index: usize,
     },
@@ -44,36 +45,37 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
     for segment in image.segments() {
         load_segment(&image, &segment).map_err(LoadError::Map)?;
     }
-    // Built on the heap: with MAX_APPS records it is far larger than is wise on a stack.
-    let mut info: Box<InfoPage> = {
-        let zeroed = Box::<InfoPage>::new_zeroed();
-        // SAFETY: `InfoPage` is integers and byte arrays only, for which all zeros is valid.
-        unsafe { zeroed.assume_init() }
-    };
-    info.magic = INFO_MAGIC;
-    info.tsc_hz = tsc_hz;
-    info.boot_tsc = crate::timer::rdtsc();
-    info.app_count = bundle.app_count() as u64;
+    // The header, then one record per app: only as many as the bundle has.
+    let mut bytes = alloc::vec![0u8; info_header_bytes()];
+    let header = [
+        INFO_MAGIC,
+        tsc_hz,
+        crate::timer::rdtsc(),
+        bundle.app_count() as u64,
+    ];
+    for (index, word) in header.iter().enumerate() {
+        bytes[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    let mut planner = SlotPlanner::new();
     let mut slots = Vec::with_capacity(bundle.app_count());
     for (index, spec) in bundle.apps().enumerate() {
-        let slot = AppSlot::new(index, spec.stack_bytes).ok_or(LoadError::BadSlot { index })?;
-        info.apps[index] = AppInfo {
+        let slot = planner
+            .place(spec.stack_bytes, spec.heap_bytes)
+            .ok_or(LoadError::BadSlot { index })?;
+        let record = AppInfo {
             name: lite_abi::encode_name(spec.name).ok_or(LoadError::BadSlot { index })?,
             program: lite_abi::encode_name(spec.program).ok_or(LoadError::BadSlot { index })?,
             heap_base: slot.heap_base,
-            heap_bytes: spec.heap_bytes,
+            heap_bytes: slot.heap_bytes,
             log_level: u64::from(spec.log_level),
         };
+        bytes.extend_from_slice(&record.name);
+        bytes.extend_from_slice(&record.program);
+        for word in [record.heap_base, record.heap_bytes, record.log_level] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
         slots.push(slot);
     }
-    // SAFETY: `InfoPage` is `repr(C)` plain data (integers and byte arrays, no padding that
-    // matters to the reader), so viewing it as bytes for the copy is sound.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(
-            (&*info as *const InfoPage).cast::<u8>(),
-            core::mem::size_of::<InfoPage>(),
-        )
-    };
     mm::map_user(
         INFO_PAGE_ADDR,
         info_bytes(bundle.app_count()),

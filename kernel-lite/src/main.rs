@@ -38,6 +38,10 @@ const BOOTLOADER_CONFIG: BootloaderConfig = {
 
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
+/// The kernel heap: this much, plus [`KERNEL_HEAP_PER_APP`] for each app of the bundle.
+const KERNEL_HEAP_BASE_BYTES: u64 = 512 * 1024;
+const KERNEL_HEAP_PER_APP: u64 = 1024;
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     console::init();
     kprintln!("kernel-lite: starting");
@@ -48,18 +52,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         machine::exit(ImageOutcome::KernelPanic)
     });
     kprintln!("kernel-lite: cpu protection: {features}");
-
-    let physical_offset = boot_info
-        .physical_memory_offset
-        .into_option()
-        .unwrap_or_else(|| machine::halt_with(ImageOutcome::KernelPanic, "no physical memory map"));
-    // SAFETY: the bootloader maps all physical memory at this offset (BOOTLOADER_CONFIG asks for
-    // it), the memory map describes this machine, and nothing else has allocated frames yet.
-    unsafe { mm::init(physical_offset, &boot_info.memory_regions) };
-    cpu::install_fault_stacks().unwrap_or_else(|error| {
-        kprintln!("kernel-lite: fault stacks: {error}");
-        machine::exit(ImageOutcome::KernelPanic)
-    });
 
     let ramdisk = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length, read-only
@@ -72,6 +64,26 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let bundle = Bundle::parse(ramdisk).unwrap_or_else(|error| {
         kprintln!("kernel-lite: boot bundle refused: {error}");
         machine::halt_with(ImageOutcome::KernelPanic, "bad boot bundle")
+    });
+
+    let physical_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .unwrap_or_else(|| machine::halt_with(ImageOutcome::KernelPanic, "no physical memory map"));
+    // The kernel heap holds a record per app and little else (frames are tracked in a bitmap
+    // outside it), so it is sized by the bundle.
+    let heap_bytes = KERNEL_HEAP_BASE_BYTES + bundle.app_count() as u64 * KERNEL_HEAP_PER_APP;
+    // SAFETY: the bootloader maps all physical memory at this offset (BOOTLOADER_CONFIG asks for
+    // it), the memory map describes this machine, and nothing else has allocated frames yet.
+    unsafe { mm::init(physical_offset, &boot_info.memory_regions, heap_bytes) }.unwrap_or_else(
+        |error| {
+            kprintln!("kernel-lite: memory: {error}");
+            machine::exit(ImageOutcome::KernelPanic)
+        },
+    );
+    cpu::install_fault_stacks().unwrap_or_else(|error| {
+        kprintln!("kernel-lite: fault stacks: {error}");
+        machine::exit(ImageOutcome::KernelPanic)
     });
 
     let tsc_hz = timer::init();

@@ -17,6 +17,9 @@ pub enum ImageOutcome {
     SomeAppFailed = 0x11,
     /// kernel-lite itself failed (a ring-0 fault, a bad boot bundle).
     KernelPanic = 0x12,
+    /// kernel-lite refused to run the bundle on this machine: its apps' guaranteed memory does
+    /// not fit (the console says by how much).
+    BundleRefused = 0x13,
 }
 
 impl ImageOutcome {
@@ -36,6 +39,7 @@ impl ImageOutcome {
             ImageOutcome::AllAppsSucceeded,
             ImageOutcome::SomeAppFailed,
             ImageOutcome::KernelPanic,
+            ImageOutcome::BundleRefused,
         ]
         .into_iter()
         .find(|outcome| outcome.qemu_exit_status() == status)
@@ -53,6 +57,7 @@ mod tests {
             ImageOutcome::AllAppsSucceeded,
             ImageOutcome::SomeAppFailed,
             ImageOutcome::KernelPanic,
+            ImageOutcome::BundleRefused,
         ] {
             assert_eq!(
                 ImageOutcome::from_qemu_exit_status(outcome.qemu_exit_status()),

@@ -3,10 +3,14 @@
 //! ```text
 //! 0x0000_0000_0040_0000  user image (libos + apps), linked here, segments R / RX / RW
 //! 0x0000_0000_1000_0000  info page(s), read-only for ring 3: TSC rate, the apps and their slots
-//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap] | heap (quota) ...
-//! 0x0000_0110_0000_0000  app slot 1 ...          (one APP_SLOT_SIZE apart)
+//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap][heap (quota)], 2 MiB-aligned
+//!                        app slot 1 right after it, and so on: slots are packed
 //! 0xffff_8000_0000_0000  kernel-lite (supervisor-only): never reachable from ring 3
 //! ```
+//!
+//! Slots are packed at 2 MiB granularity, so each page table (2 MiB of mappings) serves one app
+//! alone and is returned with it, while the page directories above (1 GiB each) are shared by
+//! the small apps of one gigabyte and made once at boot.
 
 /// Where the user image is linked (its `build.rs` passes `--image-base` with this value).
 pub const USER_IMAGE_BASE: u64 = 0x40_0000;
@@ -19,12 +23,11 @@ pub const INFO_PAGE_ADDR: u64 = 0x1000_0000;
 pub const INFO_PAGE_BYTES: u64 = 0x20_0000;
 /// Where app slot 0 starts.
 pub const APP_SLOTS_BASE: u64 = 0x100_0000_0000;
-/// Virtual space reserved per app (only what the quota allows is ever mapped).
-pub const APP_SLOT_SIZE: u64 = 0x10_0000_0000;
-/// Bytes reserved for the stack part of a slot; the heap starts right after it.
-pub const APP_STACK_WINDOW: u64 = 0x4000_0000;
-/// The most apps one image runs.
-pub const MAX_APPS: usize = 1024;
+/// Every slot starts and ends on this boundary: one page table's reach.
+pub const SLOT_ALIGN: u64 = 0x20_0000;
+/// The most apps one image runs: far more than memory holds today (each app's guaranteed
+/// memory is reserved at boot), so the real limit is the machine's memory.
+pub const MAX_APPS: usize = 16384;
 /// Ring-3 mappings never reach this address: the top page of the lower half stays unmapped so a
 /// `sysret` can never return to a non-canonical address.
 pub const USER_TOP: u64 = 0x0000_7fff_ffff_0000;
@@ -34,39 +37,95 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Where one app's stack and heap live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppSlot {
+    /// First byte of the slot (2 MiB-aligned): the stack's guard page.
+    pub base: u64,
     /// Lowest address of the stack (the page below it is an unmapped guard page).
     pub stack_bottom: u64,
     /// One past the highest stack address: the initial stack pointer.
     pub stack_top: u64,
     /// First byte of the heap; the app's context block lives here and FS points at it.
     pub heap_base: u64,
+    /// Bytes of heap: the app's memory quota.
+    pub heap_bytes: u64,
+    /// One past the slot's last byte (2 MiB-aligned): the next slot's base.
+    pub end: u64,
 }
 
 impl AppSlot {
-    /// The slot of app `index` with a stack of `stack_bytes` (rounded up to pages).
-    ///
-    /// Returns `None` when the index or the stack size does not fit the layout.
-    pub fn new(index: usize, stack_bytes: u64) -> Option<AppSlot> {
-        if index >= MAX_APPS || stack_bytes == 0 {
-            return None;
-        }
-        let stack_bytes = stack_bytes.checked_next_multiple_of(PAGE_SIZE)?;
-        // Leave a guard page below the stack and an unmapped gap page above it.
-        if stack_bytes > APP_STACK_WINDOW - 2 * PAGE_SIZE {
-            return None;
-        }
-        let base = APP_SLOTS_BASE + index as u64 * APP_SLOT_SIZE;
-        let stack_top = base + APP_STACK_WINDOW - PAGE_SIZE;
-        Some(AppSlot {
-            stack_bottom: stack_top - stack_bytes,
-            stack_top,
-            heap_base: base + APP_STACK_WINDOW,
-        })
-    }
-
     /// The unmapped page right below the stack: touching it is a stack overflow.
     pub fn guard_page(&self) -> u64 {
         self.stack_bottom - PAGE_SIZE
+    }
+
+    /// Whether `address` lies in the stack or the heap, the parts mapped on demand.
+    pub fn owns(&self, address: u64) -> bool {
+        (self.stack_bottom..self.stack_top).contains(&address)
+            || (self.heap_base..self.heap_base + self.heap_bytes).contains(&address)
+    }
+
+    /// Pages of stack and heap: the most ring-3 pages the app can hold.
+    pub fn pages(&self) -> u64 {
+        (self.stack_top - self.stack_bottom + self.heap_bytes) / PAGE_SIZE
+    }
+
+    /// Page tables (the last level) the slot can need: one per 2 MiB.
+    pub fn page_tables(&self) -> u64 {
+        (self.end - self.base) / SLOT_ALIGN
+    }
+}
+
+/// Places the apps' slots one after another from [`APP_SLOTS_BASE`].
+#[derive(Debug, Clone)]
+pub struct SlotPlanner {
+    next: u64,
+}
+
+impl Default for SlotPlanner {
+    fn default() -> Self {
+        SlotPlanner::new()
+    }
+}
+
+impl SlotPlanner {
+    pub const fn new() -> SlotPlanner {
+        SlotPlanner {
+            next: APP_SLOTS_BASE,
+        }
+    }
+
+    /// The next slot, for a stack of `stack_bytes` and a heap of `heap_bytes` (both rounded up
+    /// to pages); `None` when a size is zero or the slots would pass [`USER_TOP`].
+    pub fn place(&mut self, stack_bytes: u64, heap_bytes: u64) -> Option<AppSlot> {
+        if stack_bytes == 0 || heap_bytes == 0 {
+            return None;
+        }
+        let stack_bytes = stack_bytes.checked_next_multiple_of(PAGE_SIZE)?;
+        let heap_bytes = heap_bytes.checked_next_multiple_of(PAGE_SIZE)?;
+        let base = self.next;
+        let stack_bottom = base + PAGE_SIZE;
+        let stack_top = stack_bottom.checked_add(stack_bytes)?;
+        // An unmapped page between the stack's top and the heap.
+        let heap_base = stack_top.checked_add(PAGE_SIZE)?;
+        let end = heap_base
+            .checked_add(heap_bytes)?
+            .checked_next_multiple_of(SLOT_ALIGN)?;
+        if end > USER_TOP {
+            return None;
+        }
+        self.next = end;
+        Some(AppSlot {
+            base,
+            stack_bottom,
+            stack_top,
+            heap_base,
+            heap_bytes,
+            end,
+        })
+    }
+
+    /// One past the last slot placed so far.
+    pub fn end(&self) -> u64 {
+        self.next
     }
 }
 
@@ -119,10 +178,7 @@ impl AppInfo {
 }
 
 const _: () = assert!(core::mem::size_of::<InfoPage>() as u64 <= INFO_PAGE_BYTES);
-const _: () = assert!(
-    APP_SLOTS_BASE + MAX_APPS as u64 * APP_SLOT_SIZE <= USER_TOP
-        && APP_SLOT_SIZE.is_multiple_of(1 << 30)
-);
+const _: () = assert!(APP_SLOTS_BASE.is_multiple_of(SLOT_ALIGN));
 
 /// Bytes of the info page that hold the header and `app_count` records (page-rounded).
 pub const fn info_bytes(app_count: usize) -> u64 {
@@ -130,32 +186,62 @@ pub const fn info_bytes(app_count: usize) -> u64 {
     ((header + app_count * core::mem::size_of::<AppInfo>()) as u64).next_multiple_of(PAGE_SIZE)
 }
 
+/// Bytes of the info page's header (before the app records).
+pub const fn info_header_bytes() -> usize {
+    core::mem::size_of::<InfoPage>() - MAX_APPS * core::mem::size_of::<AppInfo>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn slots_do_not_overlap_and_keep_guard_pages() {
-        let a = AppSlot::new(0, 64 * 1024).unwrap();
-        let b = AppSlot::new(1, 64 * 1024).unwrap();
+    fn slots_are_packed_aligned_and_keep_guard_pages() {
+        let mut planner = SlotPlanner::new();
+        let a = planner.place(64 * 1024, 256 * 1024).unwrap();
+        let b = planner.place(64 * 1024, 3 * 1024 * 1024).unwrap();
+        assert_eq!(a.base, APP_SLOTS_BASE);
         assert_eq!(a.stack_top - a.stack_bottom, 64 * 1024);
-        assert!(a.guard_page() >= APP_SLOTS_BASE);
-        assert!(a.heap_base > a.stack_top);
-        assert!(b.guard_page() >= a.heap_base + 1024 * 1024 * 1024);
+        assert_eq!(a.guard_page(), a.base);
+        assert!(a.heap_base > a.stack_top, "a gap page above the stack");
+        assert_eq!(
+            a.end,
+            a.base + SLOT_ALIGN,
+            "a small app takes one page table"
+        );
+        assert_eq!(a.page_tables(), 1);
+        assert_eq!(b.base, a.end, "packed");
+        assert_eq!(b.page_tables(), 2);
+        assert!(b.heap_base + b.heap_bytes <= b.end);
+        assert!(a.owns(a.heap_base) && a.owns(a.stack_top - 1));
+        assert!(!a.owns(a.guard_page()) && !a.owns(a.stack_top) && !a.owns(b.base));
+        assert_eq!(a.pages(), (64 + 256) / 4);
         assert_eq!(info_bytes(1), PAGE_SIZE);
         assert!(info_bytes(MAX_APPS) >= core::mem::size_of::<InfoPage>() as u64);
-        let last = AppSlot::new(MAX_APPS - 1, 1).unwrap();
-        assert!(last.heap_base + APP_SLOT_SIZE - APP_STACK_WINDOW <= USER_TOP);
     }
 
     #[test]
     fn bad_slots_are_refused() {
-        assert!(AppSlot::new(MAX_APPS, 4096).is_none());
-        assert!(AppSlot::new(0, 0).is_none());
-        assert!(AppSlot::new(0, APP_STACK_WINDOW).is_none());
+        let mut planner = SlotPlanner::new();
+        assert!(planner.place(0, 4096).is_none());
+        assert!(planner.place(4096, 0).is_none());
+        assert!(planner.place(u64::MAX - 10, 4096).is_none());
+        assert!(planner.place(4096, USER_TOP).is_none());
         assert_eq!(
-            AppSlot::new(0, 1).map(|s| s.stack_top - s.stack_bottom),
-            Some(PAGE_SIZE)
+            planner
+                .place(1, 1)
+                .map(|s| (s.stack_top - s.stack_bottom, s.heap_bytes)),
+            Some((PAGE_SIZE, PAGE_SIZE))
         );
+    }
+
+    #[test]
+    fn the_most_apps_with_the_largest_quota_are_refused_not_wrapped() {
+        let mut planner = SlotPlanner::new();
+        let placed = (0..MAX_APPS)
+            .map_while(|_| planner.place(64 * 1024, 16 << 30))
+            .count();
+        assert!(placed < MAX_APPS && placed > 1000, "{placed}");
+        assert!(planner.end() <= USER_TOP);
     }
 }

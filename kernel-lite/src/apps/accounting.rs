@@ -53,7 +53,7 @@ pub fn print_table(apps: &[App], elapsed_ticks: u64) {
             app.memory_bytes() / 1024,
             app.peak_bytes() / 1024,
             app.heap_peak_pages * 4,
-            app.heap_bytes / 1024,
+            app.heap_bytes() / 1024,
             app.restarts,
             share,
             kcalls.trim_end()

@@ -1,10 +1,10 @@
 //! One app's kernel-side record: its slot, its state, its stacks, and what it has used.
 
-use crate::mm::{self, KernelStack, UserAccess};
+use crate::mm::{self, FrameAccount, KernelStack, UserAccess};
 use alloc::string::String;
 use lite_abi::bundle::{AppSpec, RestartPolicy};
 use lite_abi::kcall::{Events, KCALL_COUNT};
-use lite_abi::layout::{APP_SLOT_SIZE, APP_SLOTS_BASE, AppSlot};
+use lite_abi::layout::{AppSlot, PAGE_SIZE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppState {
@@ -61,10 +61,13 @@ pub struct App {
     pub name: String,
     pub index: usize,
     pub slot: AppSlot,
-    pub heap_bytes: u64,
     pub restart: RestartPolicy,
     pub state: AppState,
-    pub kernel_stack: Option<KernelStack>,
+    /// Made at admission and kept across restarts.
+    pub kernel_stack: KernelStack,
+    /// The frames promised to the app at admission (its stack and heap pages and their page
+    /// tables), and those it holds now.
+    pub account: FrameAccount,
     /// Entries into ring 0 while this app ran, by cause, over all runs.
     pub entries: EntryCounts,
     /// Whether the app was seen entering ring 0 with RFLAGS.AC set (reported once).
@@ -84,15 +87,27 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(index: usize, spec: &AppSpec<'_>, slot: AppSlot) -> App {
+    /// Frames an app with `slot` is promised: every page its stack and heap can hold and the
+    /// page tables that map them.
+    pub fn guaranteed_frames(slot: &AppSlot) -> u64 {
+        slot.pages() + slot.page_tables()
+    }
+
+    pub fn new(
+        index: usize,
+        spec: &AppSpec<'_>,
+        slot: AppSlot,
+        kernel_stack: KernelStack,
+        account: FrameAccount,
+    ) -> App {
         App {
             name: String::from(spec.name),
             index,
             slot,
-            heap_bytes: spec.heap_bytes,
             restart: spec.restart,
             state: AppState::Ended(AppEnd::Exited(0)),
-            kernel_stack: None,
+            kernel_stack,
+            account,
             entries: EntryCounts::default(),
             saw_user_ac: false,
             pending_events: Events::NONE,
@@ -106,51 +121,57 @@ impl App {
         }
     }
 
-    fn slot_base(&self) -> u64 {
-        APP_SLOTS_BASE + self.index as u64 * APP_SLOT_SIZE
-    }
-
     /// Whether `address` lies in the app's stack or heap, where pages are mapped on demand.
     pub fn owns_address(&self, address: u64) -> bool {
-        (self.slot.stack_bottom..self.slot.stack_top).contains(&address)
-            || (self.slot.heap_base..self.slot.heap_base + self.heap_bytes).contains(&address)
+        self.slot.owns(address)
     }
 
-    /// Maps the page holding `address` (which [`App::owns_address`]).
+    /// Maps the page holding `address` (which [`App::owns_address`]), and in the heap a run of
+    /// pages after it that grows with the heap (a quarter of the resident heap, 1 to 64 pages),
+    /// so a small app pays for no page it does not touch while a large one takes far fewer
+    /// first-touch traps. Its frames come from the app's own promise.
     pub fn map_on_demand(&mut self, address: u64) -> Result<(), mm::MapError> {
-        mm::map_user_page(address & !0xfff, UserAccess::ReadWrite)?;
-        self.resident_pages += 1;
+        let page = address & !(PAGE_SIZE - 1);
+        let in_heap = page >= self.slot.heap_base;
+        let run = if in_heap {
+            let heap_end = self.slot.heap_base + self.slot.heap_bytes;
+            (self.heap_pages / 4)
+                .clamp(1, 64)
+                .min((heap_end - page) / PAGE_SIZE)
+        } else {
+            1
+        };
+        let mapped = mm::map_user_pages(page, run, UserAccess::ReadWrite, &mut self.account)?;
+        self.resident_pages += mapped;
         self.peak_pages = self.peak_pages.max(self.resident_pages);
-        if address >= self.slot.heap_base {
-            self.heap_pages += 1;
+        if in_heap {
+            self.heap_pages += mapped;
             self.heap_peak_pages = self.heap_peak_pages.max(self.heap_pages);
         }
         Ok(())
     }
 
-    /// Returns everything the app's last run held: its kernel stack and every ring-3 page and
-    /// page table of its slot.
+    /// Returns everything the app's last run held: every ring-3 page and page table of its slot
+    /// (to its account: they stay promised to it for a restart).
     pub fn release_memory(&mut self) {
-        if let Some(stack) = self.kernel_stack.take() {
-            mm::free_kernel_stack(stack);
-        }
-        mm::release_user_range(self.slot_base(), APP_SLOT_SIZE);
+        mm::release_user_range(self.slot.base, self.slot.end, &mut self.account);
         self.resident_pages = 0;
         self.heap_pages = 0;
     }
 
-    /// Bytes the app holds now: resident ring-3 pages and its kernel stack.
+    /// Bytes of its promise the app holds now: ring-3 pages and their page tables.
     pub fn memory_bytes(&self) -> u64 {
-        let kernel_stack = if self.kernel_stack.is_some() {
-            mm::KERNEL_STACK_BYTES
-        } else {
-            0
-        };
-        self.resident_pages * 4096 + kernel_stack
+        self.account.held * PAGE_SIZE
     }
 
-    /// The most bytes the app held at once (a run always has its kernel stack).
+    /// The most bytes the app held at once: its ring-3 pages at peak, their page tables, and
+    /// its kernel stack.
     pub fn peak_bytes(&self) -> u64 {
-        self.peak_pages * 4096 + mm::KERNEL_STACK_BYTES
+        (self.peak_pages + self.slot.page_tables()) * PAGE_SIZE + mm::KERNEL_STACK_BYTES
+    }
+
+    /// The heap quota, in bytes.
+    pub fn heap_bytes(&self) -> u64 {
+        self.slot.heap_bytes
     }
 }

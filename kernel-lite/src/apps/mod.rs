@@ -7,6 +7,7 @@
 //! ended app's stacks and memory are freed only once nothing runs on them.
 
 mod accounting;
+mod admission;
 mod app;
 
 use crate::interrupts::Exception;
@@ -100,11 +101,10 @@ unsafe extern "C" fn enter_user() {
     )
 }
 
-/// Gives `app` a fresh kernel stack laid out so that switching to it enters `entry` in ring 3
-/// with `rdi = index`, `rsi = INFO_PAGE_ADDR`, interrupts on, on the app's own stack (whose
-/// pages, like the heap's, are mapped when first touched).
-fn start(app: &mut App, entry: u64) -> Result<(), mm::MapError> {
-    let stack = mm::allocate_kernel_stack()?;
+/// Lays out `app`'s kernel stack so that switching to it enters `entry` in ring 3 with
+/// `rdi = index`, `rsi = INFO_PAGE_ADDR`, interrupts on, on the app's own stack (whose pages,
+/// like the heap's, are mapped when first touched).
+fn start(app: &mut App, entry: u64) {
     let selectors = cpu::selectors();
     let frame: [u64; 14] = [
         0, // r15
@@ -123,30 +123,35 @@ fn start(app: &mut App, entry: u64) -> Result<(), mm::MapError> {
         app.slot.stack_top - 8,
         u64::from(selectors.user_data.0),
     ];
-    let start = stack.top.as_u64() - 8 * frame.len() as u64;
-    // SAFETY: the kernel stack was just mapped for this app and nothing runs on it yet; the
-    // frame fits far inside it.
+    let start = app.kernel_stack.top.as_u64() - 8 * frame.len() as u64;
+    // SAFETY: the kernel stack is this app's alone and nothing runs on it now (the app is new
+    // or has ended; the scheduler loop runs on the boot stack); the frame fits far inside it.
     unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), start as *mut u64, frame.len()) };
     APP_RSP[app.index].store(start, Ordering::Relaxed);
-    app.kernel_stack = Some(stack);
     app.state = AppState::Ready;
-    Ok(())
 }
 
-/// Creates the bundle's apps and runs them until every one has ended; then ends the machine.
+/// Admits the bundle's apps (or refuses the bundle, ending the machine), starts them and runs
+/// them until every one has ended; then ends the machine.
 pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
+    let admitted = admission::admit(&image.slots).unwrap_or_else(|error| {
+        kprintln!("kernel-lite: {error}");
+        machine::exit(ImageOutcome::BundleRefused)
+    });
     let frames_before_apps = mm::frame_usage().in_use;
     let mut apps = Vec::with_capacity(bundle.app_count());
-    for (index, spec) in bundle.apps().enumerate() {
-        let mut app = App::new(index, &spec, image.slots[index]);
-        if let Err(error) = start(&mut app, image.entry) {
-            kprintln!("kernel-lite: app '{}' cannot start: {error}", app.name);
-            app.faults += 1;
-            app.state = AppState::Ended(AppEnd::Faulted);
-        }
+    for ((index, spec), (stack, account)) in bundle.apps().enumerate().zip(admitted) {
+        let mut app = App::new(index, &spec, image.slots[index], stack, account);
+        start(&mut app, image.entry);
         apps.push(app);
     }
-    kprintln!("kernel-lite: started {} app(s)", apps.len());
+    let usage = mm::frame_usage();
+    kprintln!(
+        "kernel-lite: started {} app(s); {} KiB guaranteed to them, {} KiB free beyond that",
+        apps.len(),
+        usage.promised * 4,
+        (usage.total - usage.in_use - usage.promised) * 4
+    );
     *SCHEDULER.lock() = Some(Scheduler {
         apps,
         entry: image.entry,
@@ -166,12 +171,7 @@ fn scheduler_loop() -> ! {
             let next = scheduler.pick_next()?;
             let app = &mut scheduler.apps[next];
             app.state = AppState::Running;
-            let top = app
-                .kernel_stack
-                .as_ref()
-                .expect("a ready app has a kernel stack")
-                .top;
-            cpu::set_kernel_stack(top);
+            cpu::set_kernel_stack(app.kernel_stack.top);
             FsBase::write(VirtAddr::new(app.slot.heap_base));
             scheduler.current = Some(next);
             scheduler.last = next;
@@ -251,11 +251,7 @@ impl Scheduler {
                         app.restarts,
                         app.restart.limit()
                     );
-                    if let Err(error) = start(app, entry) {
-                        kprintln!("kernel-lite: app '{}' cannot restart: {error}", app.name);
-                        app.faults += 1;
-                        app.state = AppState::Ended(AppEnd::Faulted);
-                    }
+                    start(app, entry);
                 }
                 _ => {}
             }
@@ -308,14 +304,17 @@ impl Scheduler {
                     at_tsc: timer::rdtsc() + delay,
                 };
             }
-            None if app.restart.next_restart(end.failed(), 0).is_some() => {
-                kprintln!(
-                    "kernel-lite: app '{}' is not restarted: restart limit {} reached",
-                    app.name,
-                    app.restart.limit()
-                );
+            None => {
+                if app.restart.next_restart(end.failed(), 0).is_some() {
+                    kprintln!(
+                        "kernel-lite: app '{}' is not restarted: restart limit {} reached",
+                        app.name,
+                        app.restart.limit()
+                    );
+                }
+                // It will not run again: its promise goes back to the pool.
+                mm::close_account(&mut app.account);
             }
-            None => {}
         }
     }
 }

@@ -4,31 +4,36 @@
 //! physical memory at an offset) plus kernel-lite's own heap and stacks, all supervisor-only.
 //! The lower half starts empty and is ring 3's: the user image, the info page and the apps'
 //! slots, mapped with the `USER_ACCESSIBLE` bit and W^X per mapping.
+//!
+//! Frames come from a bitmap ([`frames`]). An app's pages and page tables are charged to its
+//! [`FrameAccount`], whose frames were promised when the bundle was admitted, so one app can
+//! never take what another was guaranteed, and running out is an error for the one that asked.
 
+mod dma;
 mod frames;
 
-use crate::kprintln;
-use frames::Frames;
+pub use dma::DmaRegion;
+pub use frames::{FrameAccount, FrameError};
+
+use frames::{Charged, Frames};
 use linked_list_allocator::LockedHeap;
-use lite_abi::exit::ImageOutcome;
-use lite_abi::layout::USER_TOP;
+use lite_abi::layout::{PAGE_SIZE, SLOT_ALIGN, USER_TOP};
 use spin::Mutex;
 use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult};
 use x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags,
-    PhysFrame, Size4KiB, Translate,
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
 };
 
 /// kernel-lite's own region (PML4 slot 510): its heap, then its stacks.
 const KERNEL_HEAP_BASE: u64 = 0xffff_ff00_0000_0000;
-const KERNEL_HEAP_BYTES: u64 = 4 * 1024 * 1024;
 const KERNEL_STACKS_BASE: u64 = 0xffff_ff10_0000_0000;
 /// Each kernel stack gets this much virtual space: an unmapped guard page, then the stack.
 const KERNEL_STACK_SLOT: u64 = 64 * 1024;
-/// Bytes of one kernel stack (trap frames, kcall handling; no recursion).
-pub const KERNEL_STACK_BYTES: u64 = 16 * 1024;
+/// Bytes of one kernel stack: an interrupt or kcall frame and the handler's calls (no
+/// recursion, no large buffers: console text is copied in small chunks).
+pub const KERNEL_STACK_BYTES: u64 = 8 * 1024;
 
 #[global_allocator]
 static KERNEL_HEAP: LockedHeap = LockedHeap::empty();
@@ -38,7 +43,6 @@ struct Memory {
     frames: Frames,
     physical_offset: u64,
     next_stack_slot: u64,
-    free_stack_slots: alloc::vec::Vec<u64>,
 }
 
 static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
@@ -51,8 +55,8 @@ fn with_memory<R>(f: impl FnOnce(&mut Memory) -> R) -> R {
 /// Why a mapping could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
-    /// No physical frame is left.
-    OutOfFrames,
+    /// No frame could be had (for the page or a page table).
+    Frames(FrameError),
     /// The page is already mapped (a bug in the caller's layout).
     AlreadyMapped(u64),
 }
@@ -60,20 +64,46 @@ pub enum MapError {
 impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            MapError::OutOfFrames => write!(f, "out of physical memory"),
+            MapError::Frames(error) => write!(f, "{error}"),
             MapError::AlreadyMapped(at) => write!(f, "page {at:#x} is already mapped"),
         }
     }
 }
 
-fn map_error(error: MapToError<Size4KiB>, page: Page) -> MapError {
+impl From<FrameError> for MapError {
+    fn from(error: FrameError) -> MapError {
+        MapError::Frames(error)
+    }
+}
+
+fn map_error(error: MapToError<Size4KiB>, page: Page, table_error: FrameError) -> MapError {
     match error {
-        MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+        MapToError::FrameAllocationFailed => MapError::Frames(table_error),
         _ => MapError::AlreadyMapped(page.start_address().as_u64()),
     }
 }
 
-/// Builds the address space and the kernel heap.
+/// Why memory could not be set up at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitError {
+    /// The memory map has no usable region large enough for the frame bitmap.
+    NoMemoryMap,
+    /// The boot PML4's slot for kernel-lite's heap and stacks is taken.
+    KernelRegionTaken,
+    Map(MapError),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::NoMemoryMap => write!(f, "no usable memory for the frame bitmap"),
+            InitError::KernelRegionTaken => write!(f, "PML4 slot 510 is taken"),
+            InitError::Map(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Builds the address space and a kernel heap of `heap_bytes`.
 ///
 /// # Safety
 ///
@@ -81,12 +111,18 @@ fn map_error(error: MapToError<Size4KiB>, page: Page) -> MapError {
 /// 2. `regions` must be the machine's memory map, with `Usable` regions unused by anything.
 /// 3. Must be called once, before anything allocates, with the kernel's own GDT loaded (the
 ///    bootloader's lives in the lower half, which this drops).
-pub unsafe fn init(physical_offset: u64, regions: &bootloader_api::info::MemoryRegions) {
-    let mut frames = Frames::new(regions);
+pub unsafe fn init(
+    physical_offset: u64,
+    regions: &bootloader_api::info::MemoryRegions,
+    heap_bytes: u64,
+) -> Result<(), InitError> {
+    // SAFETY: (1) and (2) are the caller's; this is the only call.
+    let mut frames =
+        unsafe { Frames::new(regions, physical_offset) }.ok_or(InitError::NoMemoryMap)?;
     let (boot_pml4, _) = Cr3::read();
-    let Some(new_pml4) = frames.allocate_frame() else {
-        crate::machine::halt_with(ImageOutcome::KernelPanic, "no memory for page tables");
-    };
+    let new_pml4 = frames
+        .allocate_unpromised()
+        .map_err(|error| InitError::Map(error.into()))?;
     let to_virt =
         |frame: PhysFrame| (physical_offset + frame.start_address().as_u64()) as *mut PageTable;
     // SAFETY: (1) both frames are reachable through the physical-memory window; the boot PML4 is
@@ -99,7 +135,7 @@ pub unsafe fn init(physical_offset: u64, regions: &bootloader_api::info::MemoryR
         new[index] = boot[index].clone();
     }
     if !new[510].is_unused() {
-        crate::machine::halt_with(ImageOutcome::KernelPanic, "PML4 slot 510 is taken");
+        return Err(InitError::KernelRegionTaken);
     }
     // SAFETY: the new PML4 maps the kernel, its stack and the physical-memory window exactly as
     // the old one did (same upper-half entries), so execution continues unchanged.
@@ -113,22 +149,20 @@ pub unsafe fn init(physical_offset: u64, regions: &bootloader_api::info::MemoryR
         frames,
         physical_offset,
         next_stack_slot: 0,
-        free_stack_slots: alloc::vec::Vec::new(),
     };
     let heap_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | no_execute();
-    if let Err(error) = memory.map_fresh(KERNEL_HEAP_BASE, KERNEL_HEAP_BYTES, heap_flags, |_, _| {})
-    {
-        kprintln!("kernel-lite: kernel heap: {error}");
-        crate::machine::halt_with(ImageOutcome::KernelPanic, "cannot map the kernel heap");
-    }
+    memory
+        .map_fresh(KERNEL_HEAP_BASE, heap_bytes, heap_flags, None, |_, _| {})
+        .map_err(InitError::Map)?;
     // SAFETY: the heap range was just mapped writable, is used by nothing else, and lives for
     // the whole kernel.
     unsafe {
         KERNEL_HEAP
             .lock()
-            .init(KERNEL_HEAP_BASE as *mut u8, KERNEL_HEAP_BYTES as usize)
+            .init(KERNEL_HEAP_BASE as *mut u8, heap_bytes as usize)
     };
     *MEMORY.lock() = Some(memory);
+    Ok(())
 }
 
 /// kernel-lite starts only where NX is on (`cpu::enable_protection`), so W^X always holds.
@@ -140,49 +174,95 @@ impl Memory {
     /// Maps `bytes` (rounded up to pages) at `start` to fresh zeroed frames.
     /// Maps `bytes` (rounded up to pages) at `start` to fresh zeroed frames, after `fill` has
     /// written each page's initial contents (page address, page bytes).
+    /// Frames (the pages and any page table) come from `account`, or from the unpromised pool
+    /// when it is `None`.
     fn map_fresh(
         &mut self,
         start: u64,
         bytes: u64,
         flags: PageTableFlags,
+        mut account: Option<&mut FrameAccount>,
         mut fill: impl FnMut(u64, &mut [u8; 4096]),
     ) -> Result<(), MapError> {
         for index in 0..bytes.div_ceil(4096) {
             let address = start + index * 4096;
-            let frame = self.frames.allocate_frame().ok_or(MapError::OutOfFrames)?;
+            let frame = match account.as_deref_mut() {
+                Some(account) => self.frames.allocate_for(account)?,
+                None => self.frames.allocate_unpromised()?,
+            };
             self.zero(frame);
             let contents =
                 (self.physical_offset + frame.start_address().as_u64()) as *mut [u8; 4096];
             // SAFETY: the frame is fresh and not yet mapped anywhere, so this is the only
             // reference to it; the physical-memory window maps it writable.
             fill(address, unsafe { &mut *contents });
-            self.map(
-                Page::containing_address(VirtAddr::new(address)),
-                frame,
-                flags,
-            )?;
+            let page = Page::containing_address(VirtAddr::new(address));
+            let mapped = self.map(page, frame, flags, account.as_deref_mut());
+            if let Err(error) = mapped {
+                // SAFETY: the frame was never mapped, so nothing refers to it.
+                unsafe {
+                    match account.as_deref_mut() {
+                        Some(account) => self.frames.release_for(account, frame),
+                        None => self.frames.release(frame),
+                    }
+                }
+                return Err(error);
+            }
         }
         Ok(())
     }
 
-    fn map(&mut self, page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MapError> {
+    fn map(
+        &mut self,
+        page: Page,
+        frame: PhysFrame,
+        flags: PageTableFlags,
+        account: Option<&mut FrameAccount>,
+    ) -> Result<(), MapError> {
         // Intermediate tables of ring-3 pages must allow ring 3 too; kernel ones must not.
         let parent_flags = PageTableFlags::PRESENT
             | PageTableFlags::WRITABLE
             | (flags & PageTableFlags::USER_ACCESSIBLE);
-        // SAFETY: the frame is fresh (or a caller-provided frame it owns) and the page is
-        // unmapped: the mapping aliases nothing, so no existing reference is invalidated.
-        let flush = unsafe {
-            self.page_table.map_to_with_table_flags(
-                page,
-                frame,
-                flags,
-                parent_flags,
-                &mut self.frames,
-            )
-        }
-        .map_err(|error| map_error(error, page))?;
-        flush.flush();
+        // SAFETY (both calls): the frame is fresh and the page is unmapped: the mapping aliases
+        // nothing, so no existing reference is invalidated.
+        let result = match account {
+            Some(account) => {
+                let spent = FrameError::AccountSpent {
+                    promised: account.promised,
+                };
+                let mut charged = Charged {
+                    frames: &mut self.frames,
+                    account,
+                };
+                unsafe {
+                    self.page_table.map_to_with_table_flags(
+                        page,
+                        frame,
+                        flags,
+                        parent_flags,
+                        &mut charged,
+                    )
+                }
+                .map_err(|error| map_error(error, page, spent))
+            }
+            None => {
+                let exhausted = FrameError::Exhausted {
+                    wanted: 1,
+                    available: self.frames.available(),
+                };
+                unsafe {
+                    self.page_table.map_to_with_table_flags(
+                        page,
+                        frame,
+                        flags,
+                        parent_flags,
+                        &mut self.frames,
+                    )
+                }
+                .map_err(|error| map_error(error, page, exhausted))
+            }
+        };
+        result?.flush();
         Ok(())
     }
 
@@ -198,43 +278,27 @@ impl Memory {
 #[derive(Debug, Clone, Copy)]
 pub struct KernelStack {
     pub top: VirtAddr,
-    slot: u64,
 }
 
-/// Maps a new kernel stack with a guard page below it.
+/// Maps a new kernel stack with a guard page below it, from the unpromised pool. Kernel stacks
+/// live as long as kernel-lite: an app keeps its own across restarts.
 pub fn allocate_kernel_stack() -> Result<KernelStack, MapError> {
     with_memory(|memory| {
-        let slot = memory.free_stack_slots.pop().unwrap_or_else(|| {
-            memory.next_stack_slot += 1;
-            memory.next_stack_slot - 1
-        });
+        let slot = memory.next_stack_slot;
         let top = KERNEL_STACKS_BASE + (slot + 1) * KERNEL_STACK_SLOT;
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | no_execute();
-        memory
-            .map_fresh(
-                top - KERNEL_STACK_BYTES,
-                KERNEL_STACK_BYTES,
-                flags,
-                |_, _| {},
-            )
-            .map(|()| KernelStack {
-                top: VirtAddr::new(top),
-                slot,
-            })
-            .inspect_err(|_| {
-                memory.unmap_range(top - KERNEL_STACK_BYTES, KERNEL_STACK_BYTES);
-                memory.free_stack_slots.push(slot);
-            })
+        memory.map_fresh(
+            top - KERNEL_STACK_BYTES,
+            KERNEL_STACK_BYTES,
+            flags,
+            None,
+            |_, _| {},
+        )?;
+        memory.next_stack_slot += 1;
+        Ok(KernelStack {
+            top: VirtAddr::new(top),
+        })
     })
-}
-
-/// Unmaps a kernel stack and returns its frames. Must not be the stack in use.
-pub fn free_kernel_stack(stack: KernelStack) {
-    let bottom = stack.top.as_u64() - KERNEL_STACK_BYTES;
-    with_memory(|memory| {
-        memory.unmap_range(bottom, KERNEL_STACK_BYTES);
-        memory.free_stack_slots.push(stack.slot);
-    });
 }
 
 /// Access rights for a ring-3 mapping.
@@ -256,7 +320,8 @@ fn user_flags(access: UserAccess) -> PageTableFlags {
 }
 
 /// Maps `bytes` at `start` (page-aligned, below [`USER_TOP`]) to fresh zeroed frames for ring 3,
-/// after `fill` has written each page's initial contents (page address, page bytes).
+/// after `fill` has written each page's initial contents (page address, page bytes). The
+/// frames come from the unpromised pool (the user image, the info page).
 pub fn map_user(
     start: u64,
     bytes: u64,
@@ -264,34 +329,104 @@ pub fn map_user(
     fill: impl FnMut(u64, &mut [u8; 4096]),
 ) -> Result<(), MapError> {
     assert!(
-        start % 4096 == 0 && start + bytes <= USER_TOP,
+        start.is_multiple_of(PAGE_SIZE) && start + bytes <= USER_TOP,
         "user range outside the lower half"
     );
-    with_memory(|memory| memory.map_fresh(start, bytes, user_flags(access), fill))
+    with_memory(|memory| memory.map_fresh(start, bytes, user_flags(access), None, fill))
 }
 
-/// Maps one fresh zeroed page for ring 3 at `address` (page-aligned): demand paging of an app's
-/// stack and heap within its quota.
-pub fn map_user_page(address: u64, access: UserAccess) -> Result<(), MapError> {
-    map_user(address, 4096, access, |_, _| {})
+/// Maps `count` fresh zeroed pages from `address` (page-aligned) for ring 3, charged to
+/// `account`: demand paging of an app's stack and heap. Stops at the first page already mapped
+/// (returning how many it mapped) or when the account is spent after at least one page.
+pub fn map_user_pages(
+    address: u64,
+    count: u64,
+    access: UserAccess,
+    account: &mut FrameAccount,
+) -> Result<u64, MapError> {
+    assert!(address.is_multiple_of(PAGE_SIZE) && address + count * PAGE_SIZE <= USER_TOP);
+    with_memory(|memory| {
+        let mut mapped = 0;
+        while mapped < count {
+            let page = address + mapped * PAGE_SIZE;
+            if mapped > 0 && memory.is_mapped(page) {
+                break;
+            }
+            match memory.map_fresh(
+                page,
+                PAGE_SIZE,
+                user_flags(access),
+                Some(account),
+                |_, _| {},
+            ) {
+                Ok(()) => mapped += 1,
+                Err(_) if mapped > 0 => break,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(mapped)
+    })
 }
 
-/// Unmaps everything ring 3 has in `start..start + bytes` (both 1 GiB-aligned: an app slot) and
-/// returns the frames, including those of the page tables that served only this range.
-pub fn release_user_range(start: u64, bytes: u64) {
+/// Makes the page-table levels above the last one (PDPTs, page directories) for
+/// `start..end`, from the unpromised pool, so that the apps' slots there only ever need page
+/// tables of their own. Done once at boot; these tables are never freed.
+pub fn prepare_user_tables(start: u64, end: u64) -> Result<(), MapError> {
     const GIB: u64 = 1 << 30;
-    assert!(start.is_multiple_of(GIB) && bytes.is_multiple_of(GIB) && start + bytes <= USER_TOP);
+    with_memory(|memory| {
+        let mut address = start & !(GIB - 1);
+        while address < end {
+            let offset = memory.physical_offset;
+            let table_at =
+                |frame: PhysFrame| (offset + frame.start_address().as_u64()) as *mut PageTable;
+            let flags = PageTableFlags::PRESENT
+                | PageTableFlags::WRITABLE
+                | PageTableFlags::USER_ACCESSIBLE;
+            let p4 = (address >> 39) as usize & 511;
+            let p3 = (address >> 30) as usize & 511;
+            let pml4_frame = Cr3::read().0;
+            // SAFETY: page-table frames are reachable through the physical-memory window and
+            // only touched behind the `MEMORY` lock, which we hold.
+            let pml4 = unsafe { &mut *table_at(pml4_frame) };
+            if pml4[p4].is_unused() {
+                let frame = memory.frames.allocate_unpromised()?;
+                memory.zero(frame);
+                pml4[p4].set_frame(frame, flags);
+            }
+            let pdpt_frame = pml4[p4].frame().expect("present above");
+            // SAFETY: as above.
+            let pdpt = unsafe { &mut *table_at(pdpt_frame) };
+            if pdpt[p3].is_unused() {
+                let frame = memory.frames.allocate_unpromised()?;
+                memory.zero(frame);
+                pdpt[p3].set_frame(frame, flags);
+            }
+            address += GIB;
+        }
+        Ok(())
+    })
+}
+
+/// Unmaps everything ring 3 has in `start..end` (both 2 MiB-aligned: one app's slot) and
+/// returns the frames to `account`, the page tables of the range included (each serves this
+/// range alone). The directories above stay (see [`prepare_user_tables`]).
+pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
+    assert!(start.is_multiple_of(SLOT_ALIGN) && end.is_multiple_of(SLOT_ALIGN) && end <= USER_TOP);
     with_memory(|memory| {
         let offset = memory.physical_offset;
         let table_at =
             |frame: PhysFrame| (offset + frame.start_address().as_u64()) as *mut PageTable;
-        let mut released = alloc::vec::Vec::new();
-        let pml4 = memory.page_table.level_4_table_mut();
+        // Frames go back to the bitmap as the walk finds them (no list on the kernel heap, whose
+        // size must not depend on an app's): nothing can take them before the flush below, as
+        // we hold the lock with interrupts off on the only CPU, and the ended app cannot run.
+        let frames = &mut memory.frames;
         let mut address = start;
-        while address < start + bytes {
+        let pml4 = memory.page_table.level_4_table_mut();
+        while address < end {
             let p4 = (address >> 39) as usize & 511;
             let p3 = (address >> 30) as usize & 511;
-            address += GIB;
+            let p2 = (address >> 21) as usize & 511;
+            address += SLOT_ALIGN;
             let Ok(pdpt_frame) = pml4[p4].frame() else {
                 continue;
             };
@@ -303,51 +438,49 @@ pub fn release_user_range(start: u64, bytes: u64) {
             };
             // SAFETY: as above.
             let pd = unsafe { &mut *table_at(pd_frame) };
-            for pd_entry in pd.iter_mut() {
-                let Ok(pt_frame) = pd_entry.frame() else {
-                    continue;
-                };
-                // SAFETY: as above.
-                let pt = unsafe { &mut *table_at(pt_frame) };
-                for pt_entry in pt.iter_mut() {
-                    if let Ok(frame) = pt_entry.frame() {
-                        released.push(frame);
-                    }
+            let Ok(pt_frame) = pd[p2].frame() else {
+                continue;
+            };
+            // SAFETY: as above.
+            let pt = unsafe { &mut *table_at(pt_frame) };
+            for pt_entry in pt.iter_mut() {
+                if let Ok(frame) = pt_entry.frame() {
                     pt_entry.set_unused();
+                    // SAFETY: the frame backed a page of this range only, now unmapped; its
+                    // stale translation is flushed below before anything can run in ring 3.
+                    unsafe { frames.release_for(account, frame) };
                 }
-                released.push(pt_frame);
-                pd_entry.set_unused();
             }
-            released.push(pd_frame);
-            pdpt[p3].set_unused();
+            pd[p2].set_unused();
+            // SAFETY: the page table served this 2 MiB of the range only and is unlinked.
+            unsafe { frames.release_for(account, pt_frame) };
         }
         // One CR3 reload flushes every non-global translation of the range at once.
         x86_64::instructions::tlb::flush_all();
-        for frame in released {
-            // SAFETY: the frame backed a page or a page table of this range only; both are
-            // unmapped and flushed above, so nothing refers to it any more.
-            unsafe { memory.frames.deallocate_frame(frame) };
-        }
     });
 }
 
+/// Promises `frames` frames to a new account (see [`frames`]).
+pub fn promise(frames: u64) -> Result<FrameAccount, FrameError> {
+    with_memory(|memory| memory.frames.promise(frames))
+}
+
+/// Frames neither in use nor promised.
+pub fn available_frames() -> u64 {
+    with_memory(|memory| memory.frames.available())
+}
+
+/// Ends an account that holds no frames: its promise returns to the pool.
+pub fn close_account(account: &mut FrameAccount) {
+    with_memory(|memory| memory.frames.close(account));
+}
+
 impl Memory {
-    fn unmap_range(&mut self, start: u64, bytes: u64) {
-        for index in 0..bytes.div_ceil(4096) {
-            let page: Page<Size4KiB> =
-                Page::containing_address(VirtAddr::new(start + index * 4096));
-            match self.page_table.unmap(page) {
-                Ok((frame, flush)) => {
-                    flush.flush();
-                    // SAFETY: the frame was mapped only here and is now unmapped and flushed.
-                    unsafe { self.frames.deallocate_frame(frame) };
-                }
-                Err(UnmapError::PageNotMapped) => {}
-                Err(error) => {
-                    kprintln!("kernel-lite: unmap {:#x}: {error:?}", page.start_address())
-                }
-            }
-        }
+    fn is_mapped(&self, address: u64) -> bool {
+        matches!(
+            self.page_table.translate(VirtAddr::new(address)),
+            TranslateResult::Mapped { .. }
+        )
     }
 }
 
@@ -396,11 +529,12 @@ pub fn copy_from_user(address: u64, out: &mut [u8]) -> Result<(), UserCopyError>
     })
 }
 
-/// Physical frames in use now, at most so far, and in all, for accounting.
+/// Physical frames in use now, at most so far, promised, and in all, for accounting.
 pub fn frame_usage() -> FrameUsage {
     with_memory(|memory| FrameUsage {
         in_use: memory.frames.in_use(),
         peak: memory.frames.peak(),
+        promised: memory.frames.promised(),
         total: memory.frames.total(),
     })
 }
@@ -410,5 +544,6 @@ pub fn frame_usage() -> FrameUsage {
 pub struct FrameUsage {
     pub in_use: u64,
     pub peak: u64,
+    pub promised: u64,
     pub total: u64,
 }

@@ -144,9 +144,15 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
             if len > CONSOLE_WRITE_MAX {
                 return Err(KcallError::BadArgument);
             }
-            let mut buffer = [0u8; CONSOLE_WRITE_MAX];
-            copy_in(frame.rdi, &mut buffer[..len])?;
-            apps::console_write(&buffer[..len]);
+            // Small chunks keep the kernel stack small; the console keeps the line the app's.
+            let mut chunk = [0u8; 256];
+            let mut done = 0;
+            while done < len {
+                let part = (len - done).min(chunk.len());
+                copy_in(frame.rdi.wrapping_add(done as u64), &mut chunk[..part])?;
+                apps::console_write(&chunk[..part]);
+                done += part;
+            }
             Ok(len as u64)
         }
         Kcall::Exit => apps::exit_current(frame.rdi as i64),

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod devices;
 pub mod elf;
 pub mod exit;
 pub mod kcall;

@@ -1,8 +1,8 @@
 //! `cargo xtask bench --smoke`: every benchmark runs against the Linux guest with minimal
 //! iterations and the reports are valid. No timing thresholds: figures are only checked to be
-//! present and sane.
+//! present and sane, and targets only to be reported (met or not).
 
-use xtask::bench::report::Report;
+use xtask::bench::report::{Report, TABLE_HEADER};
 use xtask::bench::{BENCHMARKS, Settings};
 
 #[test]
@@ -30,6 +30,42 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
         "too few comparisons"
     );
     assert!(report.smoke && report.peer_kernel.is_some());
+    // The fair clock row: both sides read the clock without trapping.
+    assert!(
+        report.rows.iter().any(|row| row.peer.is_some()
+            && row.name.contains("Instant::now()")
+            && row
+                .name
+                .contains("clock_gettime(CLOCK_MONOTONIC) through the vDSO")),
+        "no libos clock vs Linux vDSO clock row"
+    );
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|row| row.peer.is_some() && row.name.contains("null kcall")),
+        "no null kcall vs getpid row"
+    );
+    // Three rows carry targets, reported whether met or not.
+    assert_eq!(
+        report
+            .rows
+            .iter()
+            .filter(|row| row.target.is_some())
+            .count(),
+        3,
+        "{:#?}",
+        report.rows
+    );
+    // The most apps, for two memory sizes; a smoke run says it tried one count only.
+    for memory in ["-m 64M", "-m 1G"] {
+        assert!(
+            report.rows.iter().any(|row| row.group == "scale"
+                && row.name.contains(memory)
+                && row.name.contains("smoke")),
+            "no smoke-labelled scale row for {memory}"
+        );
+    }
 
     let json = std::fs::read_to_string(settings.out.join("results.json")).unwrap();
     let parsed: Report = serde_json::from_str(&json).expect("results.json parses");
@@ -37,7 +73,11 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
     assert!(!parsed.qemu.is_empty() && !parsed.commit.is_empty() && !parsed.accelerator.is_empty());
 
     let markdown = std::fs::read_to_string(settings.out.join("report.md")).unwrap();
-    assert!(markdown.contains("| benchmark | measure | ours | Linux guest | ours ÷ Linux |"));
+    assert!(markdown.contains(TABLE_HEADER));
+    assert_eq!(
+        markdown.matches(": met |").count() + markdown.matches(": not met |").count(),
+        3
+    );
     assert_eq!(
         markdown
             .lines()
@@ -53,11 +93,23 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
         .descendants()
         .filter(|node| node.has_tag_name("rect"))
         .count();
-    // Background, two legend swatches, two bars per compared row.
+    // Background, two legend swatches, one bar per row and a second for each compared row.
     assert_eq!(
         bars,
-        3 + 2 * report.rows.iter().filter(|row| row.peer.is_some()).count()
+        3 + report.rows.len() + report.rows.iter().filter(|row| row.peer.is_some()).count()
     );
+    let texts: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("text"))
+        .filter_map(|node| node.text())
+        .collect();
+    for row in &report.rows {
+        assert!(
+            texts.contains(&row.name.as_str()),
+            "the chart lacks {}",
+            row.name
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Parsing what the benchmark programs print: `bench NAME median=… min=… max=… runs=…
 //! iterations=…` lines (libos's call-bench and switch-bench, and the Linux peer's syscall-bench
-//! print the same format), and kernel-lite's closing frame count.
+//! print the same format) and `bench-error NAME: WHY` lines (a measure that could not be taken);
+//! kernel-lite's `app 'NAME' exited with status N` lines and its closing frame count.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,27 @@ pub fn parse(serial: &str) -> Vec<Measurement> {
         .collect()
 }
 
+/// The reason a guest gave for not measuring `name` (`bench-error NAME: WHY`), if it gave one.
+pub fn bench_error(serial: &str, name: &str) -> Option<String> {
+    serial.lines().find_map(|line| {
+        let rest = line.split("bench-error ").nth(1)?;
+        let why = rest.strip_prefix(name)?.strip_prefix(':')?;
+        Some(why.trim().to_owned())
+    })
+}
+
+/// Every `kernel-lite: app 'NAME' exited with status N` line, as (name, status).
+pub fn parse_exits(serial: &str) -> Vec<(String, i64)> {
+    serial
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split("kernel-lite: app '").nth(1)?;
+            let (name, rest) = rest.split_once("' exited with status ")?;
+            Some((name.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Peak physical frames from kernel-lite's closing line `frames in use N (peak P) of T; …`.
 pub fn parse_peak_frames(serial: &str) -> Option<u64> {
     let line = serial.lines().find(|line| line.contains("frames in use"))?;
@@ -70,6 +92,29 @@ mod tests {
             }]
         );
         assert!(parse("bench broken median=x").is_empty());
+    }
+
+    #[test]
+    fn bench_errors_parse() {
+        let serial = "bench linux_getpid median=1 min=1 max=1 runs=7 iterations=2\n\
+                      bench-error linux_clock_gettime_vdso: no AT_SYSINFO_EHDR\r\n";
+        assert_eq!(
+            bench_error(serial, "linux_clock_gettime_vdso").as_deref(),
+            Some("no AT_SYSINFO_EHDR")
+        );
+        assert_eq!(bench_error(serial, "linux_getpid"), None);
+        assert_eq!(parse(serial).len(), 1);
+    }
+
+    #[test]
+    fn exits_parse() {
+        let serial = "[hello-0] Hello\nkernel-lite: app 'hello-0' exited with status 0\n\
+                      kernel-lite: app 'hello-1' exited with status -3\r\n\
+                      kernel-lite: app 'hello-2' ended by page fault\n";
+        assert_eq!(
+            parse_exits(serial),
+            [("hello-0".to_owned(), 0), ("hello-1".to_owned(), -3)]
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The peer every benchmark is compared with: a Linux guest built from Debian packages only —
 //! the `linux-image-cloud-amd64` kernel, `busybox-static` as its whole userland, a tiny static
-//! program for the system-call benchmark, and `nginx` with its shared libraries — booted by QEMU
-//! with the same machine flags as our images. Built once and cached under `target/peer/`.
+//! program for the call benchmark (`xtask/peer/syscall_bench.c`: a `getpid()` system call and
+//! `clock_gettime(CLOCK_MONOTONIC)` through the vDSO), and `nginx` with its shared libraries —
+//! booted by QEMU with the same machine flags as our images. Built once and cached under
+//! `target/peer/`.
 //!
-//! Two initramfs images: `initramfs.cpio` (busybox and the syscall benchmark) for the boot,
+//! Two initramfs images: `initramfs.cpio` (busybox and the call benchmark) for the boot,
 //! footprint and call benchmarks, so Linux does not pay for unpacking a web server it does not
 //! run there; and `initramfs-nginx.cpio`, the same plus nginx, for the HTTP benchmarks.
 
@@ -13,10 +15,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when the peer's contents change, so a cached one is rebuilt.
-const PEER_VERSION: &str = "3";
+const PEER_VERSION: &str = "4";
 
 /// The line the guest prints once its init runs: "ready".
 pub const READY_LINE: &str = "LINUX-PEER READY";
+
+/// What the guest prints before the call benchmark, followed by its current clocksource (which
+/// decides whether the vDSO's `clock_gettime` reads the clock in user mode or falls back to a
+/// system call).
+pub const CLOCKSOURCE_LINE: &str = "LINUX-PEER CLOCKSOURCE";
+
+/// The clocksource the guest named on its [`CLOCKSOURCE_LINE`].
+pub fn clocksource(serial: &str) -> Option<String> {
+    serial.lines().find_map(|line| {
+        let name = line.split(CLOCKSOURCE_LINE).nth(1)?.trim();
+        (!name.is_empty()).then(|| name.to_owned())
+    })
+}
 
 /// What the guest prints after nginx served its page over loopback (`libos.bench=nginx`).
 pub const NGINX_SERVED_LINE: &str = "LINUX-PEER NGINX SERVED";
@@ -128,12 +143,15 @@ fn compile_syscall_bench(out: &Path) -> anyhow::Result<()> {
 }
 
 /// The guest's `/init`: announce readiness, run the benchmark named on the kernel command line
-/// (`libos.bench=calls`), power off.
+/// (`libos.bench=calls`, after naming the clocksource), power off.
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 echo LINUX-PEER READY
 case \"$(/bin/busybox cat /proc/cmdline)\" in
-  *libos.bench=calls*) /bin/syscall-bench ;;
+  *libos.bench=calls*)
+    /bin/busybox mount -t sysfs sysfs /sys
+    echo \"LINUX-PEER CLOCKSOURCE $(/bin/busybox cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"
+    /bin/syscall-bench ;;
   *libos.bench=nginx*)
     /bin/busybox mount -t devtmpfs dev /dev
     /bin/busybox ip link set lo up
@@ -203,6 +221,7 @@ pub fn build() -> anyhow::Result<Peer> {
         Entry::Directory { path: "bin" },
         Entry::Directory { path: "dev" },
         Entry::Directory { path: "proc" },
+        Entry::Directory { path: "sys" },
         Entry::CharDevice {
             path: "dev/console",
             major: 5,

@@ -69,11 +69,31 @@ impl Stat {
     }
 }
 
+/// A goal for one of our figures: at most `at_most`, in the row's unit. Reported with the row
+/// (met or not), never enforced: a run that misses it still succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub at_most: f64,
+    /// Whether our median is at most `at_most`.
+    pub met: bool,
+}
+
+impl Target {
+    fn show(&self, unit: &str) -> String {
+        format!(
+            "≤ {}: {}",
+            Stat::single(self.at_most).show(unit),
+            if self.met { "met" } else { "not met" }
+        )
+    }
+}
+
 /// One line of the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// The benchmark it belongs to (`boot`, `footprint`, …).
     pub group: String,
+    /// What is measured, on our side and (after "vs") on the Linux guest's.
     pub name: String,
     /// What exactly ran and how it was measured.
     pub what: String,
@@ -83,6 +103,9 @@ pub struct Row {
     pub peer: Option<Stat>,
     /// ours ÷ peer (medians); below 1 means ours is smaller or faster.
     pub ratio: Option<f64>,
+    /// The goal our figure should meet, where the project has set one.
+    #[serde(default)]
+    pub target: Option<Target>,
 }
 
 impl Row {
@@ -113,9 +136,29 @@ impl Row {
             ours,
             peer: None,
             ratio: None,
+            target: None,
         }
     }
+
+    /// The row with a goal of at most `at_most` (in its unit) for our median.
+    pub fn with_target(self, at_most: f64) -> Row {
+        let met = self.ours.median <= at_most;
+        Row {
+            target: Some(Target { at_most, met }),
+            ..self
+        }
+    }
+
+    fn target_cell(&self) -> String {
+        self.target
+            .as_ref()
+            .map_or("—".to_owned(), |target| target.show(&self.unit))
+    }
 }
+
+/// The Markdown table's header line.
+pub const TABLE_HEADER: &str =
+    "| benchmark | measure (ours vs Linux) | ours | Linux guest | ours ÷ Linux | target for ours |";
 
 /// Everything one `cargo xtask bench` produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,15 +236,12 @@ impl Report {
             },
             self.peer_kernel.as_deref().unwrap_or("not needed")
         );
-        let _ = writeln!(
-            out,
-            "| benchmark | measure | ours | Linux guest | ours ÷ Linux |"
-        );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        let _ = writeln!(out, "{TABLE_HEADER}");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---|");
         for row in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 row.group,
                 row.name,
                 row.ours.show(&row.unit),
@@ -210,25 +250,33 @@ impl Report {
                     .map_or("—".to_owned(), |peer| peer.show(&row.unit)),
                 row.ratio
                     .map_or("—".to_owned(), |ratio| format!("{ratio:.3}×")),
+                row.target_cell(),
             );
         }
         let _ = writeln!(out, "\nWhat ran:\n");
         for row in &self.rows {
             let _ = writeln!(out, "- **{}** ({}): {}", row.name, row.group, row.what);
         }
+        if self.rows.iter().any(|row| row.target.is_some()) {
+            let _ = writeln!(
+                out,
+                "\nTargets are goals for our figures (\"≤ N\": our median at most N); the table says \
+                 whether this run met each. A missed target does not fail the run."
+            );
+        }
         out
     }
 
-    /// A bar chart: for each measure with a peer, ours and the Linux guest's, scaled to the
-    /// larger of the two, with the ratio.
+    /// A bar chart of every row: ours (and the Linux guest's, where there is one) scaled to the
+    /// larger of the two and the target, with the ratio and the target's mark.
     pub fn svg(&self) -> String {
-        let compared: Vec<&Row> = self.rows.iter().filter(|row| row.peer.is_some()).collect();
-        let (left, bar_width, row_height) = (330.0, 360.0, 46.0);
-        let height = 60.0 + row_height * compared.len() as f64 + 20.0;
+        let (left, bar_width, width) = (20.0, 560.0, 900.0);
+        let row_height = |row: &Row| if row.peer.is_some() { 78.0 } else { 60.0 };
+        let height = 60.0 + self.rows.iter().map(row_height).sum::<f64>() + 10.0;
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
         );
         let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
         let _ = writeln!(
@@ -239,54 +287,75 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "<rect x=\"10\" y=\"34\" width=\"12\" height=\"10\" fill=\"#2b6cb0\"/><text x=\"26\" y=\"43\">libos</text>\
-             <rect x=\"80\" y=\"34\" width=\"12\" height=\"10\" fill=\"#a0aec0\"/><text x=\"96\" y=\"43\">Linux guest</text>"
+            "<rect x=\"10\" y=\"34\" width=\"12\" height=\"10\" fill=\"{OURS_COLOUR}\"/><text x=\"26\" y=\"43\">libos</text>\
+             <rect x=\"80\" y=\"34\" width=\"12\" height=\"10\" fill=\"{PEER_COLOUR}\"/><text x=\"96\" y=\"43\">Linux guest</text>\
+             <line x1=\"186\" y1=\"33\" x2=\"186\" y2=\"45\" stroke=\"{TARGET_COLOUR}\" stroke-width=\"2\"/><text x=\"192\" y=\"43\">target for libos</text>"
         );
-        for (index, row) in compared.iter().enumerate() {
-            let peer = row.peer.as_ref().expect("filtered");
-            let top = 60.0 + row_height * index as f64;
-            let largest = row.ours.median.max(peer.median).max(f64::MIN_POSITIVE);
-            let ours_width = (row.ours.median / largest * bar_width).max(1.0);
-            let peer_width = (peer.median / largest * bar_width).max(1.0);
+        let mut top = 60.0;
+        for row in &self.rows {
+            let largest = row
+                .ours
+                .median
+                .max(row.peer.as_ref().map_or(0.0, |peer| peer.median))
+                .max(row.target.as_ref().map_or(0.0, |target| target.at_most))
+                .max(f64::MIN_POSITIVE);
+            let scaled = |value: f64| (value / largest * bar_width).max(1.0);
+            let mut notes = vec![row.group.clone()];
+            match row.ratio {
+                Some(ratio) => notes.push(format!("ours ÷ Linux = {ratio:.3}×")),
+                None if row.peer.is_none() => notes.push("libos only: no Linux counterpart".into()),
+                None => {}
+            }
+            if let Some(target) = &row.target {
+                notes.push(format!("target {}", target.show(&row.unit)));
+            }
             let _ = writeln!(
                 out,
-                "<text x=\"10\" y=\"{:.0}\">{}</text>",
+                "<text x=\"10\" y=\"{:.0}\" font-weight=\"bold\">{}</text>",
                 top + 14.0,
                 escape(&row.name)
             );
             let _ = writeln!(
                 out,
                 "<text x=\"10\" y=\"{:.0}\" fill=\"#555\">{}</text>",
-                top + 30.0,
-                escape(&format!(
-                    "{} · ours ÷ Linux = {:.3}×",
-                    row.group,
-                    row.ratio.unwrap_or(f64::NAN)
-                ))
+                top + 29.0,
+                escape(&notes.join(" · "))
             );
-            let _ = writeln!(
-                out,
-                "<rect x=\"{left}\" y=\"{:.0}\" width=\"{ours_width:.1}\" height=\"14\" fill=\"#2b6cb0\"/>\
-                 <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
-                top + 4.0,
-                left + ours_width + 4.0,
-                top + 15.0,
-                escape(&row.ours.show_with(&row.unit, false))
-            );
-            let _ = writeln!(
-                out,
-                "<rect x=\"{left}\" y=\"{:.0}\" width=\"{peer_width:.1}\" height=\"14\" fill=\"#a0aec0\"/>\
-                 <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
-                top + 20.0,
-                left + peer_width + 4.0,
-                top + 31.0,
-                escape(&peer.show_with(&row.unit, false))
-            );
+            let mut bars = vec![(OURS_COLOUR, &row.ours)];
+            if let Some(peer) = &row.peer {
+                bars.push((PEER_COLOUR, peer));
+            }
+            for (index, (colour, stat)) in bars.iter().enumerate() {
+                let y = top + 36.0 + 18.0 * index as f64;
+                let length = scaled(stat.median);
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{left}\" y=\"{y:.0}\" width=\"{length:.1}\" height=\"14\" fill=\"{colour}\"/>\
+                     <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                    left + length + 4.0,
+                    y + 11.0,
+                    escape(&stat.show_with(&row.unit, false))
+                );
+            }
+            if let Some(target) = &row.target {
+                let x = left + scaled(target.at_most);
+                let _ = writeln!(
+                    out,
+                    "<line x1=\"{x:.1}\" y1=\"{:.0}\" x2=\"{x:.1}\" y2=\"{:.0}\" stroke=\"{TARGET_COLOUR}\" stroke-width=\"2\"/>",
+                    top + 33.0,
+                    top + 36.0 + 18.0 * bars.len() as f64
+                );
+            }
+            top += row_height(row);
         }
         let _ = writeln!(out, "</svg>");
         out
     }
 }
+
+const OURS_COLOUR: &str = "#2b6cb0";
+const PEER_COLOUR: &str = "#a0aec0";
+const TARGET_COLOUR: &str = "#c53030";
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -318,6 +387,8 @@ mod tests {
                     Stat::single(8.0),
                 ),
                 Row::ours("scale", "apps", "w", "apps", Stat::single(1024.0)),
+                Row::ours("calls", "spawn", "w", "ticks/op", Stat::single(1057.1))
+                    .with_target(300.0),
             ],
         }
     }
@@ -334,25 +405,57 @@ mod tests {
     #[test]
     fn markdown_has_a_row_per_measure_with_the_ratio() {
         let text = report().markdown();
+        assert!(text.contains(TABLE_HEADER), "{text}");
         assert!(
-            text.contains("| boot | boot <BIOS> | 2 ms (1 ms–3 ms, n=3) | 8 ms | 0.250× |"),
+            text.contains("| boot | boot <BIOS> | 2 ms (1 ms–3 ms, n=3) | 8 ms | 0.250× | — |"),
             "{text}"
         );
-        assert!(text.contains("| scale | apps | 1024 | — | — |"), "{text}");
+        assert!(
+            text.contains("| scale | apps | 1024 | — | — | — |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| calls | spawn | 1057.1 | — | — | ≤ 300.0: not met |"),
+            "{text}"
+        );
+        assert!(text.contains("A missed target does not fail the run"));
         assert!(text.contains("TCG: emulated"));
     }
 
     #[test]
-    fn svg_escapes_text_and_draws_compared_rows() {
+    fn svg_escapes_text_and_draws_every_row() {
         let svg = report().svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("boot &lt;BIOS&gt;"));
         assert!(!svg.contains("<BIOS>"));
         assert_eq!(
-            svg.matches("fill=\"#2b6cb0\"").count(),
-            2,
-            "legend + one bar"
+            svg.matches(&format!("fill=\"{OURS_COLOUR}\"")).count(),
+            4,
+            "legend + one bar per row"
         );
+        assert_eq!(
+            svg.matches(&format!("fill=\"{PEER_COLOUR}\"")).count(),
+            2,
+            "legend + the compared row's bar"
+        );
+        assert_eq!(
+            svg.matches(&format!("stroke=\"{TARGET_COLOUR}\"")).count(),
+            2,
+            "legend + the one target"
+        );
+        assert!(svg.contains("target ≤ 300.0: not met"));
+    }
+
+    #[test]
+    fn targets_say_whether_they_are_met() {
+        let stat = Stat::single(278.0);
+        let row = Row::ours("switch", "s", "w", "ticks/op", stat.clone()).with_target(200.0);
+        assert_eq!(row.target.as_ref().map(|t| t.met), Some(false));
+        let row = Row::ours("switch", "s", "w", "ticks/op", stat).with_target(278.0);
+        assert_eq!(row.target_cell(), "≤ 278.0: met");
+        let bytes = Row::ours("scale", "m", "w", "bytes", Stat::single(20.0 * 1024.0))
+            .with_target(24.0 * 1024.0);
+        assert_eq!(bytes.target_cell(), "≤ 24.0 KiB: met");
     }
 
     #[test]
@@ -367,9 +470,10 @@ mod tests {
         let merged: Report =
             serde_json::from_str(&std::fs::read_to_string(folder.join("results.json")).unwrap())
                 .unwrap();
-        assert_eq!(merged.rows.len(), 2);
+        assert_eq!(merged.rows.len(), 3);
         assert_eq!(merged.rows[0].group, "boot");
-        assert_eq!(merged.rows[1].ours.median, 512.0);
+        assert_eq!(merged.rows[1].group, "calls");
+        assert_eq!(merged.rows[2].ours.median, 512.0);
         let _ = std::fs::remove_dir_all(folder);
     }
 }

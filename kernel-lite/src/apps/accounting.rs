@@ -3,13 +3,14 @@
 //! number, then every other entry into ring 0 (traps) by cause — the check on the design's claim
 //! that CSE work makes no kcalls and few traps.
 
-use super::app::{App, AppEnd, AppState};
+use super::app::App;
 use crate::kprintln;
 use alloc::format;
 use alloc::string::String;
 use lite_abi::kcall::Kcall;
+use lite_core::schedule::{AppEnd, Policy, RunState};
 
-pub fn print_table(apps: &[App], elapsed_ticks: u64) {
+pub fn print_table(apps: &[App], policy: &Policy, elapsed_ticks: u64) {
     kprintln!(
         "{:<16} {:<8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>6}  kcalls | traps",
         "app",
@@ -22,9 +23,9 @@ pub fn print_table(apps: &[App], elapsed_ticks: u64) {
         "cpu %"
     );
     for app in apps {
-        let end = match app.state {
-            AppState::Ended(AppEnd::Exited(status)) => format!("exit {status}"),
-            AppState::Ended(AppEnd::Faulted) => String::from("fault"),
+        let end = match policy.state(app.index) {
+            RunState::Ended(AppEnd::Exited(status)) => format!("exit {status}"),
+            RunState::Ended(AppEnd::Faulted) => String::from("fault"),
             _ => String::from("running"),
         };
         let mut kcalls = String::new();
@@ -54,7 +55,7 @@ pub fn print_table(apps: &[App], elapsed_ticks: u64) {
             app.peak_bytes() / 1024,
             app.heap_peak_pages * 4,
             app.heap_bytes() / 1024,
-            app.restarts,
+            policy.restarts(app.index),
             share,
             kcalls.trim_end()
         );

@@ -1,38 +1,11 @@
-//! One app's kernel-side record: its slot, its state, its stacks, and what it has used.
+//! One app's kernel-side record: its slot, its stacks, its memory promise, and what it has used.
+//! Where it stands (ready, blocked, ended) is the policy's ([`lite_core::schedule`]).
 
 use crate::mm::{self, FrameAccount, KernelStack, UserAccess};
 use alloc::string::String;
 use lite_abi::bundle::{AppSpec, RestartPolicy};
-use lite_abi::kcall::{Events, KCALL_COUNT};
+use lite_abi::kcall::KCALL_COUNT;
 use lite_abi::layout::{AppSlot, PAGE_SIZE};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppState {
-    Ready,
-    Running,
-    Blocked {
-        deadline_tsc: u64,
-        events: Events,
-    },
-    /// Ended, to be started again when the TSC reaches `at_tsc` (restart back-off).
-    Restarting {
-        at_tsc: u64,
-    },
-    Ended(AppEnd),
-}
-
-/// How an app's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnd {
-    Exited(i64),
-    Faulted,
-}
-
-impl AppEnd {
-    pub fn failed(self) -> bool {
-        self != AppEnd::Exited(0)
-    }
-}
 
 /// Entries into ring 0, by cause.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,7 +35,6 @@ pub struct App {
     pub index: usize,
     pub slot: AppSlot,
     pub restart: RestartPolicy,
-    pub state: AppState,
     /// Made at admission and kept across restarts.
     pub kernel_stack: KernelStack,
     /// The frames promised to the app at admission (its stack and heap pages and their page
@@ -72,15 +44,12 @@ pub struct App {
     pub entries: EntryCounts,
     /// Whether the app was seen entering ring 0 with RFLAGS.AC set (reported once).
     pub saw_user_ac: bool,
-    /// Events signalled and not yet reported by a `wait`.
-    pub pending_events: Events,
     /// Ring-3 pages mapped on demand now, and at most at once over all runs.
     pub resident_pages: u64,
     pub peak_pages: u64,
     /// Of those, heap pages now and at most (the part the quota limits).
     pub heap_pages: u64,
     pub heap_peak_pages: u64,
-    pub restarts: u16,
     pub faults: u32,
     /// TSC ticks spent running, over all runs.
     pub cpu_ticks: u64,
@@ -105,17 +74,14 @@ impl App {
             index,
             slot,
             restart: spec.restart,
-            state: AppState::Ended(AppEnd::Exited(0)),
             kernel_stack,
             account,
             entries: EntryCounts::default(),
             saw_user_ac: false,
-            pending_events: Events::NONE,
             resident_pages: 0,
             peak_pages: 0,
             heap_pages: 0,
             heap_peak_pages: 0,
-            restarts: 0,
             faults: 0,
             cpu_ticks: 0,
         }

@@ -15,12 +15,13 @@ use crate::loader::LoadedImage;
 use crate::{console, cpu, kprintln, machine, mm, timer};
 use alloc::string::String;
 use alloc::vec::Vec;
-use app::{App, AppEnd, AppState};
+use app::App;
 use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::bundle::Bundle;
 use lite_abi::exit::ImageOutcome;
 use lite_abi::kcall::{Events, Kcall, ReportedFault};
 use lite_abi::layout::{INFO_PAGE_ADDR, MAX_APPS};
+use lite_core::schedule::{AfterEnd, AppEnd, Policy, RunState, Wait};
 use spin::Mutex;
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::FsBase;
@@ -28,12 +29,12 @@ use x86_64::registers::model_specific::FsBase;
 /// Timer ticks an app runs before the next ready app gets the CPU.
 const QUANTUM_TICKS: u32 = 10;
 
+/// The mechanism's state: each app's record and the policy deciding who runs
+/// ([`lite_core::schedule::Policy`], host-tested).
 struct Scheduler {
     apps: Vec<App>,
+    policy: Policy,
     entry: u64,
-    current: Option<usize>,
-    last: usize,
-    quantum_left: u32,
     started_tsc: u64,
     /// Frames in use before the first app started: what remains when all have ended.
     frames_before_apps: u64,
@@ -128,7 +129,6 @@ fn start(app: &mut App, entry: u64) {
     // or has ended; the scheduler loop runs on the boot stack); the frame fits far inside it.
     unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), start as *mut u64, frame.len()) };
     APP_RSP[app.index].store(start, Ordering::Relaxed);
-    app.state = AppState::Ready;
 }
 
 /// Admits the bundle's apps (or refuses the bundle, ending the machine), starts them and runs
@@ -152,12 +152,11 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
         usage.promised * 4,
         (usage.total - usage.in_use - usage.promised) * 4
     );
+    let policy = Policy::new(apps.iter().map(|app| app.restart), QUANTUM_TICKS);
     *SCHEDULER.lock() = Some(Scheduler {
         apps,
+        policy,
         entry: image.entry,
-        current: None,
-        last: usize::MAX,
-        quantum_left: QUANTUM_TICKS,
         started_tsc: timer::rdtsc(),
         frames_before_apps,
     });
@@ -167,23 +166,19 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
 fn scheduler_loop() -> ! {
     loop {
         let next = with_scheduler(|scheduler| {
-            scheduler.wake_due(timer::rdtsc());
-            let next = scheduler.pick_next()?;
-            let app = &mut scheduler.apps[next];
-            app.state = AppState::Running;
+            scheduler.wake_due();
+            let next = scheduler.policy.pick_next()?;
+            let app = &scheduler.apps[next];
             cpu::set_kernel_stack(app.kernel_stack.top);
             FsBase::write(VirtAddr::new(app.slot.heap_base));
-            scheduler.current = Some(next);
-            scheduler.last = next;
-            scheduler.quantum_left = QUANTUM_TICKS;
             Some(next)
         });
         match next {
             Some(index) => {
                 let switched_in = timer::rdtsc();
                 // SAFETY: the app's saved stack pointer was prepared by `start` or saved by
-                // `switch_context` when it last left the CPU; its stack is still mapped (stacks
-                // are freed only below, once an app has ended), and interrupts are off.
+                // `switch_context` when it last left the CPU; its kernel stack lives as long as
+                // kernel-lite, and interrupts are off.
                 unsafe {
                     switch_context(
                         SCHEDULER_RSP.as_ptr(),
@@ -192,16 +187,17 @@ fn scheduler_loop() -> ! {
                 };
                 let ran = timer::rdtsc() - switched_in;
                 with_scheduler(|scheduler| {
-                    scheduler.current = None;
+                    scheduler.policy.left_cpu();
                     scheduler.apps[index].cpu_ticks += ran;
-                    if let AppState::Ended(end) = scheduler.apps[index].state {
-                        scheduler.after_end(index, end);
+                    if let RunState::Ended(_) = scheduler.policy.state(index) {
+                        scheduler.after_end(index);
                     }
                 });
             }
             None => {
-                let (all_ended, wakeup) =
-                    with_scheduler(|scheduler| (scheduler.all_ended(), scheduler.next_wakeup()));
+                let (all_ended, wakeup) = with_scheduler(|scheduler| {
+                    (scheduler.policy.all_ended(), scheduler.policy.next_wakeup())
+                });
                 if all_ended {
                     finish();
                 }
@@ -215,97 +211,41 @@ fn scheduler_loop() -> ! {
 impl Scheduler {
     /// The app on the CPU; only called while one runs (from its kcalls and faults).
     fn running(&mut self) -> &mut App {
-        let index = self.current.expect("an app is running");
+        let index = self.policy.running().expect("an app is running");
         &mut self.apps[index]
     }
 
-    fn pick_next(&self) -> Option<usize> {
-        let count = self.apps.len();
-        (1..=count)
-            .map(|step| self.last.wrapping_add(step) % count)
-            .find(|&index| self.apps[index].state == AppState::Ready)
-    }
-
-    /// Wakes sleepers whose deadline passed and restarts apps whose back-off is over.
-    fn wake_due(&mut self, now: u64) {
-        for index in 0..self.apps.len() {
-            match self.apps[index].state {
-                AppState::Blocked {
-                    deadline_tsc,
-                    events,
-                } if deadline_tsc <= now
-                    || !self.apps[index]
-                        .pending_events
-                        .intersection(events)
-                        .is_empty() =>
-                {
-                    self.apps[index].state = AppState::Ready;
-                }
-                AppState::Restarting { at_tsc } if at_tsc <= now => {
-                    let entry = self.entry;
-                    let app = &mut self.apps[index];
-                    app.restarts += 1;
-                    kprintln!(
-                        "kernel-lite: restarting app '{}' (restart {} of {})",
-                        app.name,
-                        app.restarts,
-                        app.restart.limit()
-                    );
-                    start(app, entry);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn something_due(&self, now: u64) -> bool {
-        self.apps.iter().any(|app| match app.state {
-            AppState::Blocked {
-                deadline_tsc,
-                events,
-            } => deadline_tsc <= now || !app.pending_events.intersection(events).is_empty(),
-            AppState::Restarting { at_tsc } => at_tsc <= now,
-            _ => false,
-        })
-    }
-
-    /// The earliest TSC at which a blocked app's deadline or a restart falls due.
-    fn next_wakeup(&self) -> Option<u64> {
-        self.apps
-            .iter()
-            .filter_map(|app| match app.state {
-                AppState::Blocked { deadline_tsc, .. } => Some(deadline_tsc),
-                AppState::Restarting { at_tsc } => Some(at_tsc),
-                _ => None,
-            })
-            .min()
-    }
-
-    fn all_ended(&self) -> bool {
-        self.apps
-            .iter()
-            .all(|app| matches!(app.state, AppState::Ended(_)))
+    /// Wakes what is due; an app whose restart is due gets a fresh entry frame.
+    fn wake_due(&mut self) {
+        let (apps, entry) = (&mut self.apps, self.entry);
+        self.policy.wake_due(timer::rdtsc(), |index, used| {
+            let app = &mut apps[index];
+            kprintln!(
+                "kernel-lite: restarting app '{}' (restart {used} of {})",
+                app.name,
+                app.restart.limit()
+            );
+            start(app, entry);
+        });
     }
 
     /// An app's run ended: return its memory, then restart it or not, by its policy.
-    fn after_end(&mut self, index: usize, end: AppEnd) {
+    fn after_end(&mut self, index: usize) {
         let app = &mut self.apps[index];
         app.release_memory();
-        match app.restart.next_restart(end.failed(), app.restarts) {
-            Some(delay_ms) => {
+        match self
+            .policy
+            .after_end(index, timer::rdtsc(), timer::tsc_per_ms())
+        {
+            AfterEnd::Restart { delay_ms, used } => {
                 kprintln!(
-                    "kernel-lite: app '{}' will restart in {delay_ms} ms ({} of {} restarts used)",
+                    "kernel-lite: app '{}' will restart in {delay_ms} ms ({used} of {} restarts used)",
                     app.name,
-                    app.restarts,
                     app.restart.limit()
                 );
-                let delay = timer::tsc_per_ms() * delay_ms;
-                app.state = AppState::Restarting {
-                    at_tsc: timer::rdtsc() + delay,
-                };
             }
-            None => {
-                if app.restart.next_restart(end.failed(), 0).is_some() {
+            AfterEnd::Stopped { limit_reached } => {
+                if limit_reached {
                     kprintln!(
                         "kernel-lite: app '{}' is not restarted: restart limit {} reached",
                         app.name,
@@ -332,7 +272,7 @@ fn switch_to_scheduler(index: usize) {
 }
 
 fn current() -> usize {
-    with_scheduler(|scheduler| scheduler.current).expect("an app is running")
+    with_scheduler(|scheduler| scheduler.policy.running()).expect("an app is running")
 }
 
 /// Why ring 3 entered ring 0.
@@ -353,7 +293,7 @@ pub enum Entry {
 /// the entry path cleared it, which is checked here (SMAP must hold for ring 0).
 pub fn count_entry(entry: Entry, user_ac: bool) {
     with_scheduler(|scheduler| {
-        let Some(index) = scheduler.current else {
+        let Some(index) = scheduler.policy.running() else {
             return;
         };
         let app = &mut scheduler.apps[index];
@@ -380,7 +320,7 @@ pub fn count_entry(entry: Entry, user_ac: bool) {
 /// Writes the running app's console output (see [`console::write_app`]).
 pub fn console_write(bytes: &[u8]) {
     with_scheduler(|scheduler| {
-        if let Some(index) = scheduler.current {
+        if let Some(index) = scheduler.policy.running() {
             console::write_app(index, &scheduler.apps[index].name, bytes);
         }
     });
@@ -389,7 +329,7 @@ pub fn console_write(bytes: &[u8]) {
 /// The running app gives up the CPU but stays ready.
 pub fn yield_current() {
     let index = current();
-    with_scheduler(|scheduler| scheduler.apps[index].state = AppState::Ready);
+    with_scheduler(|scheduler| scheduler.policy.yield_running());
     switch_to_scheduler(index);
 }
 
@@ -397,34 +337,21 @@ pub fn yield_current() {
 /// returns (and clears) the pending events of the mask.
 pub fn wait(deadline_tsc: u64, events: Events) -> Events {
     let index = current();
-    let take = |scheduler: &mut Scheduler| {
-        let app = &mut scheduler.apps[index];
-        let ready = app.pending_events.intersection(events);
-        app.pending_events = app.pending_events.without(ready);
-        ready
-    };
-    let ready = with_scheduler(take);
-    if !ready.is_empty() || deadline_tsc <= timer::rdtsc() {
-        return ready;
-    }
-    with_scheduler(|scheduler| {
-        scheduler.apps[index].state = AppState::Blocked {
-            deadline_tsc,
-            events,
+    let outcome =
+        with_scheduler(|scheduler| scheduler.policy.wait(deadline_tsc, events, timer::rdtsc()));
+    match outcome {
+        Wait::Now(ready) => ready,
+        Wait::Blocked => {
+            switch_to_scheduler(index);
+            with_scheduler(|scheduler| scheduler.policy.take_events(index, events))
         }
-    });
-    switch_to_scheduler(index);
-    with_scheduler(take)
+    }
 }
 
 /// On a timer interrupt that hit ring 3: preempt the running app when its quantum is used up
-/// or another app is due (a sleeper's deadline, a restart).
+/// or another app is due (a sleeper's deadline or event, a restart).
 pub fn on_timer_from_user() {
-    let preempt = with_scheduler(|scheduler| {
-        scheduler.quantum_left = scheduler.quantum_left.saturating_sub(1);
-        scheduler.quantum_left == 0 || scheduler.something_due(timer::rdtsc())
-    });
-    if preempt {
+    if with_scheduler(|scheduler| scheduler.policy.on_tick(timer::rdtsc())) {
         yield_current();
     }
 }
@@ -465,10 +392,9 @@ pub fn map_for_kernel(address: u64) -> bool {
 fn end_current(end: AppEnd) -> ! {
     let index = current();
     with_scheduler(|scheduler| {
-        let app = &mut scheduler.apps[index];
-        app.state = AppState::Ended(end);
+        scheduler.policy.end_running(end);
         if end == AppEnd::Faulted {
-            app.faults += 1;
+            scheduler.apps[index].faults += 1;
         }
     });
     switch_to_scheduler(index);
@@ -521,12 +447,12 @@ pub fn end_current_for_report(kind: ReportedFault, message: &str) -> ! {
 fn finish() -> ! {
     let (outcome, frames_before_apps) = with_scheduler(|scheduler| {
         kprintln!("kernel-lite: all apps ended");
-        accounting::print_table(&scheduler.apps, timer::rdtsc() - scheduler.started_tsc);
-        let failed = scheduler.apps.iter().any(|app| match app.state {
-            AppState::Ended(end) => end.failed(),
-            _ => true,
-        });
-        let outcome = if failed {
+        accounting::print_table(
+            &scheduler.apps,
+            &scheduler.policy,
+            timer::rdtsc() - scheduler.started_tsc,
+        );
+        let outcome = if scheduler.policy.any_failed() {
             ImageOutcome::SomeAppFailed
         } else {
             ImageOutcome::AllAppsSucceeded

@@ -1,0 +1,401 @@
+//! The scheduling policy: round-robin over ready apps, a quantum, blocking until a deadline or
+//! an event (whichever comes first), and restarts after a back-off. It decides; kernel-lite's
+//! `apps` module does (switches stacks, maps memory, prints). Times are TSC ticks.
+
+use alloc::vec::Vec;
+use lite_abi::bundle::RestartPolicy;
+use lite_abi::kcall::Events;
+
+/// How an app's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnd {
+    Exited(i64),
+    Faulted,
+}
+
+impl AppEnd {
+    pub fn failed(self) -> bool {
+        self != AppEnd::Exited(0)
+    }
+}
+
+/// Where an app stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Ready,
+    Running,
+    /// Waits until `deadline` or one of `events` is pending.
+    Blocked {
+        deadline: u64,
+        events: Events,
+    },
+    /// Ended, to start again at `at` (restart back-off).
+    Restarting {
+        at: u64,
+    },
+    Ended(AppEnd),
+}
+
+/// One app, as the policy sees it.
+#[derive(Debug, Clone)]
+struct Entry {
+    state: RunState,
+    /// Events signalled and not yet reported by a wait.
+    pending: Events,
+    restart: RestartPolicy,
+    restarts: u16,
+}
+
+/// What a `wait` comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Returns at once with these events (empty: the deadline has passed).
+    Now(Events),
+    /// The app blocks; when it runs again, [`Policy::take_events`] gives its result.
+    Blocked,
+}
+
+/// What follows an app's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterEnd {
+    /// It restarts in `delay_ms` (restarts used before this one: `used`).
+    Restart { delay_ms: u64, used: u16 },
+    /// It will not run again: its policy is spent (`limit_reached`) or says never.
+    Stopped { limit_reached: bool },
+}
+
+/// The policy for all apps of an image.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    apps: Vec<Entry>,
+    current: Option<usize>,
+    last: usize,
+    quantum: u32,
+    quantum_left: u32,
+}
+
+impl Policy {
+    /// Apps with these restart policies, all ready; each runs `quantum` timer ticks at a time.
+    pub fn new(restarts: impl IntoIterator<Item = RestartPolicy>, quantum: u32) -> Policy {
+        Policy {
+            apps: restarts
+                .into_iter()
+                .map(|restart| Entry {
+                    state: RunState::Ready,
+                    pending: Events::NONE,
+                    restart,
+                    restarts: 0,
+                })
+                .collect(),
+            current: None,
+            last: usize::MAX,
+            quantum,
+            quantum_left: quantum,
+        }
+    }
+
+    pub fn state(&self, app: usize) -> RunState {
+        self.apps[app].state
+    }
+
+    /// Restarts used so far.
+    pub fn restarts(&self, app: usize) -> u16 {
+        self.apps[app].restarts
+    }
+
+    /// The app on the CPU.
+    pub fn running(&self) -> Option<usize> {
+        self.current
+    }
+
+    fn due(entry: &Entry, now: u64) -> bool {
+        match entry.state {
+            RunState::Blocked { deadline, events } => {
+                deadline <= now || !entry.pending.intersection(events).is_empty()
+            }
+            RunState::Restarting { at } => at <= now,
+            _ => false,
+        }
+    }
+
+    /// Wakes blocked apps whose deadline passed or whose event came, and makes apps whose
+    /// back-off is over ready, calling `restart(app, restarts_used_now)` for each (so its
+    /// context is prepared).
+    pub fn wake_due(&mut self, now: u64, mut restart: impl FnMut(usize, u16)) {
+        for (index, entry) in self.apps.iter_mut().enumerate() {
+            if !Self::due(entry, now) {
+                continue;
+            }
+            if let RunState::Restarting { .. } = entry.state {
+                entry.restarts += 1;
+                restart(index, entry.restarts);
+            }
+            entry.state = RunState::Ready;
+        }
+    }
+
+    /// The next ready app after the last one to run (round-robin), now running with a fresh
+    /// quantum; `None` when no app is ready.
+    pub fn pick_next(&mut self) -> Option<usize> {
+        debug_assert!(self.current.is_none(), "an app is still on the CPU");
+        let count = self.apps.len();
+        let next = (1..=count)
+            .map(|step| self.last.wrapping_add(step) % count)
+            .find(|&index| self.apps[index].state == RunState::Ready)?;
+        self.apps[next].state = RunState::Running;
+        self.current = Some(next);
+        self.last = next;
+        self.quantum_left = self.quantum;
+        Some(next)
+    }
+
+    /// The running app left the CPU (it yielded, blocked, ended or was preempted).
+    pub fn left_cpu(&mut self) {
+        self.current = None;
+    }
+
+    /// A timer tick hit the running app: whether to preempt it (quantum spent, or another app
+    /// is due now).
+    pub fn on_tick(&mut self, now: u64) -> bool {
+        self.quantum_left = self.quantum_left.saturating_sub(1);
+        self.quantum_left == 0 || self.apps.iter().any(|entry| Self::due(entry, now))
+    }
+
+    /// The running app yields (or is preempted): it stays ready.
+    pub fn yield_running(&mut self) {
+        if let Some(app) = self.current {
+            self.apps[app].state = RunState::Ready;
+        }
+    }
+
+    /// The running app waits until `deadline` or one of `events`.
+    pub fn wait(&mut self, deadline: u64, events: Events, now: u64) -> Wait {
+        let Some(app) = self.current else {
+            return Wait::Now(Events::NONE);
+        };
+        let ready = self.take_events(app, events);
+        if !ready.is_empty() || deadline <= now {
+            return Wait::Now(ready);
+        }
+        self.apps[app].state = RunState::Blocked { deadline, events };
+        Wait::Blocked
+    }
+
+    /// The pending events of `mask` for `app`, now cleared: a wait's result.
+    pub fn take_events(&mut self, app: usize, mask: Events) -> Events {
+        let entry = &mut self.apps[app];
+        let ready = entry.pending.intersection(mask);
+        entry.pending = entry.pending.without(ready);
+        ready
+    }
+
+    /// Events for `app` (from a device, say): kept until a wait reports them; a blocked app
+    /// waiting for one of them becomes due.
+    pub fn signal(&mut self, app: usize, events: Events) {
+        let entry = &mut self.apps[app];
+        entry.pending = entry.pending.union(events);
+    }
+
+    /// The running app ended (exit or fault).
+    pub fn end_running(&mut self, end: AppEnd) {
+        if let Some(app) = self.current {
+            self.apps[app].state = RunState::Ended(end);
+        }
+    }
+
+    /// After `app` ended with `end` (its memory returned): restart it after a back-off, or not,
+    /// by its policy. `ticks_per_ms` converts the back-off.
+    pub fn after_end(&mut self, app: usize, now: u64, ticks_per_ms: u64) -> AfterEnd {
+        let entry = &mut self.apps[app];
+        let RunState::Ended(end) = entry.state else {
+            return AfterEnd::Stopped {
+                limit_reached: false,
+            };
+        };
+        entry.pending = Events::NONE;
+        match entry.restart.next_restart(end.failed(), entry.restarts) {
+            Some(delay_ms) => {
+                entry.state = RunState::Restarting {
+                    at: now.saturating_add(delay_ms.saturating_mul(ticks_per_ms)),
+                };
+                AfterEnd::Restart {
+                    delay_ms,
+                    used: entry.restarts,
+                }
+            }
+            None => AfterEnd::Stopped {
+                limit_reached: entry.restart.next_restart(end.failed(), 0).is_some(),
+            },
+        }
+    }
+
+    /// The earliest time a blocked app's deadline or a restart falls due.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.apps
+            .iter()
+            .filter_map(|entry| match entry.state {
+                RunState::Blocked { deadline, .. } => Some(deadline),
+                RunState::Restarting { at } => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Whether every app has ended for good.
+    pub fn all_ended(&self) -> bool {
+        self.apps
+            .iter()
+            .all(|entry| matches!(entry.state, RunState::Ended(_)))
+    }
+
+    /// Whether some app ended failed (or has not ended).
+    pub fn any_failed(&self) -> bool {
+        self.apps.iter().any(|entry| match entry.state {
+            RunState::Ended(end) => end.failed(),
+            _ => true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEVER: RestartPolicy = RestartPolicy::Never;
+
+    fn policy(count: usize) -> Policy {
+        Policy::new(core::iter::repeat_n(NEVER, count), 10)
+    }
+
+    /// Runs the picked app, which does `f` and leaves the CPU.
+    fn run(policy: &mut Policy, f: impl FnOnce(&mut Policy)) -> usize {
+        let app = policy.pick_next().expect("an app is ready");
+        f(policy);
+        policy.left_cpu();
+        app
+    }
+
+    #[test]
+    fn ready_apps_take_turns() {
+        let mut p = policy(3);
+        let order: Vec<usize> = (0..6).map(|_| run(&mut p, Policy::yield_running)).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_deadline() {
+        let mut p = policy(1);
+        run(&mut p, |p| {
+            assert_eq!(p.wait(100, Events::NONE, 10), Wait::Blocked)
+        });
+        assert_eq!(p.next_wakeup(), Some(100));
+        p.wake_due(99, |_, _| unreachable!());
+        assert_eq!(p.pick_next(), None, "not due yet");
+        p.wake_due(100, |_, _| unreachable!());
+        assert_eq!(p.pick_next(), Some(0));
+        assert_eq!(p.take_events(0, Events::ALL), Events::NONE, "woken by time");
+    }
+
+    #[test]
+    fn a_wait_ends_at_an_event_before_its_deadline() {
+        let mut p = policy(2);
+        let bit = Events::bit(3);
+        run(&mut p, |p| {
+            assert_eq!(p.wait(1_000, bit, 10), Wait::Blocked)
+        });
+        p.signal(0, Events::bit(4)); // not waited for
+        p.wake_due(20, |_, _| unreachable!());
+        assert_eq!(
+            p.state(0),
+            RunState::Blocked {
+                deadline: 1_000,
+                events: bit
+            }
+        );
+        p.signal(0, bit);
+        p.wake_due(20, |_, _| unreachable!());
+        assert_eq!(p.pick_next(), Some(1), "round-robin after app 0");
+        p.yield_running();
+        p.left_cpu();
+        assert_eq!(p.pick_next(), Some(0));
+        assert_eq!(p.take_events(0, bit), bit);
+        assert_eq!(
+            p.take_events(0, Events::ALL),
+            Events::bit(4),
+            "the other stays pending"
+        );
+    }
+
+    #[test]
+    fn an_event_signalled_before_the_wait_is_not_lost() {
+        let mut p = policy(1);
+        p.signal(0, Events::bit(1));
+        run(&mut p, |p| {
+            assert_eq!(
+                p.wait(u64::MAX, Events::bit(1), 5),
+                Wait::Now(Events::bit(1))
+            );
+            assert_eq!(
+                p.wait(3, Events::bit(1), 5),
+                Wait::Now(Events::NONE),
+                "past deadline"
+            );
+        });
+    }
+
+    #[test]
+    fn a_tick_preempts_when_the_quantum_is_spent_or_another_is_due() {
+        let mut p = Policy::new([NEVER, NEVER], 3);
+        run(&mut p, |p| {
+            assert_eq!(p.wait(50, Events::NONE, 0), Wait::Blocked)
+        });
+        p.pick_next();
+        assert!(!p.on_tick(10));
+        assert!(!p.on_tick(20));
+        assert!(p.on_tick(30), "quantum spent");
+        p.yield_running();
+        p.left_cpu();
+        p.pick_next();
+        assert!(p.on_tick(50), "app 0's deadline is due");
+    }
+
+    #[test]
+    fn restarts_follow_the_policy_with_a_back_off() {
+        let mut p = Policy::new([RestartPolicy::OnFailure { limit: 2 }], 10);
+        let mut restarted = 0;
+        for round in 0..3u64 {
+            run(&mut p, |p| p.end_running(AppEnd::Faulted));
+            let now = round * 1_000;
+            match p.after_end(0, now, 10) {
+                AfterEnd::Restart { delay_ms, used } => {
+                    assert_eq!((delay_ms, used), (50 << round, round as u16));
+                    assert_eq!(p.next_wakeup(), Some(now + delay_ms * 10));
+                    p.wake_due(now + delay_ms * 10, |app, used| {
+                        assert_eq!(app, 0);
+                        restarted += 1;
+                        assert_eq!(used, restarted);
+                    });
+                }
+                AfterEnd::Stopped { limit_reached } => {
+                    assert!(limit_reached);
+                    assert_eq!(round, 2);
+                }
+            }
+        }
+        assert_eq!((restarted, p.restarts(0)), (2, 2));
+        assert!(p.all_ended() && p.any_failed());
+    }
+
+    #[test]
+    fn a_clean_exit_is_not_restarted_on_failure_only() {
+        let mut p = Policy::new([RestartPolicy::OnFailure { limit: 3 }], 10);
+        run(&mut p, |p| p.end_running(AppEnd::Exited(0)));
+        assert_eq!(
+            p.after_end(0, 0, 1),
+            AfterEnd::Stopped {
+                limit_reached: false
+            }
+        );
+        assert!(p.all_ended() && !p.any_failed());
+    }
+}

@@ -185,8 +185,9 @@ impl fmt::Display for CpuRefused {
     }
 }
 
-/// Turns on every protection feature the CPU has (NX, SMEP, SMAP, UMIP, and CR0.WP so ring 0
-/// honours read-only pages), then reads EFER and CR4 back: what they hold is what is reported.
+/// Turns on every protection feature the CPU has (NX, SMEP, SMAP, UMIP, CR0.WP so ring 0
+/// honours read-only pages, and CR4.MCE so a machine check is reported), then reads EFER and
+/// CR4 back: what they hold is what is reported.
 /// Refuses a CPU without NX.
 pub fn enable_protection() -> Result<Protection, CpuRefused> {
     let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
@@ -200,6 +201,7 @@ pub fn enable_protection() -> Result<Protection, CpuRefused> {
     if !offered.nx {
         return Err(CpuRefused::NoExecuteMissing);
     }
+    let machine_check = core::arch::x86_64::__cpuid(1).edx & (1 << 7) != 0;
     // SAFETY: each bit is set only when CPUID reports the feature; kernel-lite never executes
     // or touches user pages directly (it copies through the physical-memory window), so SMEP
     // and SMAP cannot fault it, and no kernel code uses the instructions UMIP restricts in ring 3.
@@ -207,6 +209,8 @@ pub fn enable_protection() -> Result<Protection, CpuRefused> {
         Efer::update(|efer| efer.insert(EferFlags::NO_EXECUTE_ENABLE));
         Cr0::update(|cr0| cr0.insert(Cr0Flags::WRITE_PROTECT));
         Cr4::update(|cr4| {
+            // Machine checks raise #MC (which stops the machine) instead of a silent reset.
+            cr4.set(Cr4Flags::MACHINE_CHECK_EXCEPTION, machine_check);
             cr4.set(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION, offered.smep);
             cr4.set(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION, offered.smap);
             cr4.set(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION, offered.umip);

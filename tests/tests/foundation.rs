@@ -185,3 +185,149 @@ fn ring_3_keeps_its_own_alignment_check_flag_across_interrupts_and_kcalls() {
     );
     assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
 }
+
+fn monitor_socket(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("libos-{name}-{}.sock", std::process::id()))
+}
+
+#[test]
+fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
+    use system_tests::{Injection, RunOptions, boot_with};
+    let socket = monitor_socket("nmi");
+    let options = RunOptions {
+        monitor_socket: Some(socket.clone()),
+        ..RunOptions::default()
+    };
+    let injection = Injection {
+        after: "[counter] count 3".into(),
+        socket,
+        commands: vec!["nmi".into()],
+    };
+    let output = boot_with("counter", Firmware::Bios, &options, Some(&injection));
+    assert_serial_contains(
+        &output,
+        &[
+            "kernel-lite: non-maskable interrupt at RIP",
+            "; ignored",
+            "[counter] count 40",
+            "kernel-lite: app 'counter' exited with status 0",
+        ],
+    );
+    assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
+}
+
+#[test]
+fn a_machine_check_stops_the_machine_whatever_ring_runs() {
+    use system_tests::{Injection, RunOptions, boot_with};
+    let socket = monitor_socket("mce");
+    let options = RunOptions {
+        monitor_socket: Some(socket.clone()),
+        ..RunOptions::default()
+    };
+    // Bank 1: valid, uncorrected, enabled; MCG_STATUS: RIPV, EIPV, MCIP.
+    let injection = Injection {
+        after: "[counter] count 3".into(),
+        socket,
+        commands: vec!["mce 0 1 0xb000000000000000 0x7 0 0".into()],
+    };
+    let output = boot_with("counter", Firmware::Bios, &options, Some(&injection));
+    assert_serial_contains(
+        &output,
+        &[
+            "kernel-lite: FATAL: machine check (vector 18)",
+            "a hardware error; the machine stops",
+        ],
+    );
+    assert!(!output.serial.contains("[counter] count 40"));
+    assert_eq!(output.outcome, Some(ImageOutcome::KernelPanic));
+}
+
+/// Without NX, W^X cannot hold, so nothing may run. On QEMU the bootloader (which sets
+/// EFER.NXE itself) already stops such a CPU before kernel-lite starts; kernel-lite's own refusal
+/// (`cpu::CpuRefused::NoExecuteMissing`, checked against CPUID and EFER read back) guards the
+/// boot paths that do not. Either way: no app runs and the image does not report success.
+#[test]
+fn a_cpu_without_nx_runs_no_app() {
+    use system_tests::{RunOptions, boot_with};
+    let options = RunOptions {
+        cpu: Some("max,nx=off".into()),
+        ..RunOptions::default()
+    };
+    let output = boot_with("default", Firmware::Bios, &options, None);
+    assert!(!output.serial.contains("[hello]"), "an app ran without NX");
+    assert!(!output.serial.contains("cpu protection: NX=off"));
+    assert_ne!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
+}
+
+#[test]
+fn the_boot_lines_show_the_protections_and_gate_registers_read_back() {
+    let output = boot("default", Firmware::Bios);
+    let gate = output
+        .serial
+        .lines()
+        .find_map(|line| line.strip_prefix("kernel-lite: kcall gate: "))
+        .expect("the gate line");
+    for register in ["STAR=", "LSTAR=0xffff", "SFMASK=", "EFER=", "CR0=", "CR4="] {
+        assert!(gate.contains(register), "{gate}");
+    }
+    // EFER: SCE (bit 0), LME, LMA and NXE (bit 11) read back set.
+    let efer = gate
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("EFER=0x"))
+        .map(|hex| u64::from_str_radix(hex, 16).unwrap())
+        .unwrap();
+    assert_eq!(efer & (1 | 1 << 11), 1 | 1 << 11, "EFER {efer:#x}");
+}
+
+#[test]
+fn every_console_line_carries_its_true_origin() {
+    let output = boot("forger", Firmware::Bios);
+    for line in output.serial.lines() {
+        let honest = line.starts_with("[counter] ")
+            || line.starts_with("[forger] ")
+            || line.starts_with("kernel-lite: ")
+            || line.starts_with("app ")
+            || line.starts_with("counter ")
+            || line.starts_with("forger ")
+            || line.is_empty();
+        assert!(honest, "a line of unknown origin: {line:?}");
+        assert!(!line.contains('\r') && !line.contains('\x1b'), "{line:?}");
+        if line.starts_with("kernel-lite: ") {
+            assert!(
+                !line.contains("forged by") && line != "kernel-lite: forged",
+                "{line:?}"
+            );
+        }
+    }
+    assert_serial_contains(
+        &output,
+        &[
+            "[forger] half a line, left open ",
+            "[forger] \\x0dkernel-lite: app 'counter' exited with status 0",
+            "[forger] \\x1b[2K\\x1b[1Gkernel-lite: forged by an escape sequence",
+            "kernel-lite: app 'forger' ended by panic: panicked at apps/selftest/src/lib.rs:",
+            "forged\\x0akernel-lite: all apps ended",
+        ],
+    );
+    // The half line was ended before anyone else wrote, and finished on a line of its own.
+    let half = output
+        .serial
+        .lines()
+        .find(|line| line.starts_with("[forger] half a line"))
+        .unwrap();
+    assert_eq!(half, "[forger] half a line, left open ");
+    assert!(output.serial.contains("\n[forger] then finished\n"));
+    assert_eq!(
+        output
+            .serial
+            .lines()
+            .filter(|line| *line == "kernel-lite: all apps ended")
+            .count(),
+        1
+    );
+    assert_eq!(
+        system_tests::accounting_row(&output, "counter").end,
+        "exit 0"
+    );
+    assert_eq!(output.outcome, Some(ImageOutcome::SomeAppFailed));
+}

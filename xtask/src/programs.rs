@@ -22,6 +22,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("crash-out-of-memory", "selftest"),
     ("crash-holding-lock", "selftest"),
     ("fill", "selftest"),
+    ("hog", "selftest"),
+    ("forger", "selftest"),
     ("spinner", "selftest"),
     ("sleeper", "selftest"),
     ("counter", "demo"),

@@ -41,6 +41,10 @@ libos::user_image! {
     #[cfg(feature = "selftest")]
     "fill" => selftest::fill,
     #[cfg(feature = "selftest")]
+    "hog" => selftest::hog,
+    #[cfg(feature = "selftest")]
+    "forger" => selftest::forger,
+    #[cfg(feature = "selftest")]
     "spinner" => selftest::spinner,
     #[cfg(feature = "selftest")]
     "sleeper" => selftest::sleeper,

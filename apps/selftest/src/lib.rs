@@ -171,6 +171,59 @@ pub fn fill() -> i32 {
     if intact { 0 } else { 1 }
 }
 
+/// Takes its whole quota: allocates 64 KiB chunks (touching every page) until the heap refuses
+/// one, holds them while the counter beside it counts, checks them, and exits 0. Shows that an
+/// app at its quota takes nothing a neighbour was guaranteed.
+pub fn hog() -> i32 {
+    const CHUNK: usize = 64 * 1024;
+    let context = rt::current();
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    if chunks
+        .try_reserve(context.heap_usage().size / CHUNK)
+        .is_err()
+    {
+        println!("no room for the chunk list");
+        return 1;
+    }
+    loop {
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(CHUNK).is_err() {
+            break;
+        }
+        chunk.resize(CHUNK, chunks.len() as u8);
+        chunks.push(chunk);
+        thread::yield_now();
+    }
+    let heap = context.heap_usage();
+    println!(
+        "holds {} chunks: heap {} of {} bytes in use",
+        chunks.len(),
+        heap.used,
+        heap.size
+    );
+    thread::sleep(Duration::from_millis(300));
+    let intact = chunks
+        .iter()
+        .enumerate()
+        .all(|(index, chunk)| chunk.iter().all(|&b| b == index as u8));
+    println!("chunks {}", if intact { "intact" } else { "CORRUPTED" });
+    if intact { 0 } else { 1 }
+}
+
+/// Tries to forge console lines of kernel-lite and of another app: a half line left open while
+/// another app prints, a carriage return, an escape sequence, and a panic message with a
+/// newline in it. Every attempt must still show as this app's, escaped.
+pub fn forger() -> i32 {
+    libos::print!("half a line, left open ");
+    libos::console::flush();
+    // Longer than the counter's period, so it prints while this line is open.
+    thread::sleep(Duration::from_millis(120));
+    println!("then finished");
+    println!("\rkernel-lite: app 'counter' exited with status 0");
+    println!("\x1b[2K\x1b[1Gkernel-lite: forged by an escape sequence");
+    panic!("forged\nkernel-lite: all apps ended")
+}
+
 /// Spins for 1.5 s without ever blocking or yielding.
 pub fn spinner() -> i32 {
     let start = Instant::now();

@@ -1,5 +1,6 @@
 //! Benchmark programs. `call-bench`: TSC ticks per operation for a plain libos call (reading the
-//! clock), a null kcall round trip, and the executor's task spawn + join and yield + wake.
+//! clock), a null kcall round trip, and the executor's task spawn + join (one at a time, and in
+//! batches of 16 that go through the ready queue) and yield + wake.
 //! `switch-bench`: two apps yielding to each other, for the cost of an app switch. Many
 //! iterations per run, several runs, the median reported as
 //! `bench NAME median=… min=… max=… runs=… iterations=…`.
@@ -14,6 +15,8 @@ use libos::{diag, println, rt, task, thread};
 
 const RUNS: usize = 7;
 const ITERATIONS: u64 = 20_000;
+/// Tasks per batch in `task_spawn_join_batch`.
+const BATCH: u64 = 16;
 
 fn report(name: &str, mut per_op: Vec<f64>, iterations: u64) {
     per_op.sort_by(|a, b| a.total_cmp(b));
@@ -56,6 +59,25 @@ pub fn main() -> i32 {
         per_op
     });
     report("task_spawn_join", spawn_join, ITERATIONS);
+    // The same through the ready queue: a batch spawned, then joined, so each task is polled
+    // by the executor before its join handle asks for it.
+    let batched = task::block_on(async {
+        let mut per_op = Vec::with_capacity(RUNS);
+        let mut handles = Vec::with_capacity(BATCH as usize);
+        for _ in 0..RUNS {
+            let start = Instant::now().tsc();
+            for batch in 0..ITERATIONS / BATCH {
+                handles.extend((0..BATCH).map(|n| task::spawn(async move { batch + n })));
+                task::yield_now().await;
+                for handle in handles.drain(..) {
+                    black_box(handle.await);
+                }
+            }
+            per_op.push((Instant::now().tsc() - start) as f64 / ITERATIONS as f64);
+        }
+        per_op
+    });
+    report("task_spawn_join_batch", batched, ITERATIONS);
     let yield_wake = task::block_on(async {
         let mut per_op = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {

@@ -6,6 +6,12 @@
 //! for the earliest timer or any event a task awaits, whichever comes first — in an app, the
 //! one kcall that puts the app to sleep. A busy executor never asks for events (that would be
 //! a kcall per turn); a busy driver polls its rings instead.
+//!
+//! Tasks live in a slab of cells the executor owns (`slab.rs`): spawning takes a free cell,
+//! joining gives it back, and a cell keeps its boxed future for the next task of the same
+//! type, so a steady spawn-and-join loop allocates nothing. A join handle awaited while its
+//! task is ready runs the task there and then, instead of waiting for its turn in the ready
+//! queue (the joiner would only wait for it).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -14,12 +20,15 @@ use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
+use core::marker::PhantomData;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use lite_abi::kcall::Events;
 use spin::Mutex;
+
+use super::slab::{Stage, TaskSlab};
 
 /// Where an executor gets its time and its events from, and how it waits.
 pub trait Clock {
@@ -84,10 +93,14 @@ impl EventState {
 /// The id the future given to `run_until` has in the ready queue.
 const MAIN: usize = usize::MAX;
 
+/// Cells (and `MAIN`) whose task was woken, in wake order. Behind a lock because a `Waker` must
+/// be `Send + Sync`; an app runs on one CPU, so it is never contended.
 struct ReadyQueue(Mutex<VecDeque<usize>>);
 
+/// The waker of one task cell (or of `run_until`'s future): queues its index once until it is
+/// polled.
 struct TaskWaker {
-    id: usize,
+    index: usize,
     queued: AtomicBool,
     queue: Arc<ReadyQueue>,
 }
@@ -99,14 +112,9 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue.0.lock().push_back(self.id);
+            self.queue.0.lock().push_back(self.index);
         }
     }
-}
-
-struct Task {
-    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
-    waker: Arc<TaskWaker>,
 }
 
 /// Counters for tests and benchmarks.
@@ -124,8 +132,7 @@ pub struct ExecutorStats {
 pub struct Executor<C: Clock> {
     clock: C,
     queue: Arc<ReadyQueue>,
-    tasks: RefCell<Vec<Option<Task>>>,
-    free_ids: RefCell<Vec<usize>>,
+    tasks: RefCell<TaskSlab<TaskWaker>>,
     timers: RefCell<BTreeMap<(u64, u64), Waker>>,
     next_timer: Cell<u64>,
     events: RefCell<EventState>,
@@ -137,8 +144,7 @@ impl<C: Clock> Executor<C> {
         Executor {
             clock,
             queue: Arc::new(ReadyQueue(Mutex::new(VecDeque::new()))),
-            tasks: RefCell::new(Vec::new()),
-            free_ids: RefCell::new(Vec::new()),
+            tasks: RefCell::new(TaskSlab::new()),
             timers: RefCell::new(BTreeMap::new()),
             next_timer: Cell::new(0),
             events: RefCell::new(EventState::default()),
@@ -160,77 +166,81 @@ impl<C: Clock> Executor<C> {
         self.stats.set(stats);
     }
 
-    fn waker_for(&self, id: usize) -> Arc<TaskWaker> {
+    fn waker_for(&self, index: usize) -> Arc<TaskWaker> {
         Arc::new(TaskWaker {
-            id,
+            index,
             queued: AtomicBool::new(false),
             queue: Arc::clone(&self.queue),
         })
     }
 
-    /// Starts `future` as a task of this executor; it runs while `run_until` runs.
-    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    /// Starts `future` as a task of this executor; it runs while `run_until` runs. The task
+    /// takes a free cell of the executor's slab (a new one only when all are busy), and reuses
+    /// the cell's boxed body when the cell last held a task of the same type.
+    #[inline]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<'_, C, F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        let state = Arc::new(Mutex::new(JoinState {
-            result: None,
-            waiter: None,
-        }));
-        let finished = Arc::clone(&state);
-        let task = async move {
-            let output = future.await;
-            let waiter = {
-                let mut state = finished.lock();
-                state.result = Some(output);
-                state.waiter.take()
-            };
-            if let Some(waiter) = waiter {
-                waiter.wake();
-            }
-        };
-        let id = self.free_ids.borrow_mut().pop().unwrap_or_else(|| {
-            let mut tasks = self.tasks.borrow_mut();
-            tasks.push(None);
-            tasks.len() - 1
-        });
-        let waker = self.waker_for(id);
-        self.tasks.borrow_mut()[id] = Some(Task {
-            future: Some(Box::pin(task)),
-            waker: Arc::clone(&waker),
-        });
-        waker.wake_by_ref();
+        let mut tasks = self.tasks.borrow_mut();
+        let (index, replaced) = tasks.insert(future, |index| self.waker_for(index));
+        tasks.cells[index].waker_state.wake_by_ref();
+        drop(tasks);
+        drop(replaced);
         self.bump(|stats| stats.spawned += 1);
-        JoinHandle { state }
+        JoinHandle {
+            executor: self,
+            index,
+            joined: false,
+            output: PhantomData,
+        }
     }
 
-    fn poll_task(&self, id: usize) {
-        let taken = {
+    fn poll_task(&self, index: usize) {
+        let mut parts = {
             let mut tasks = self.tasks.borrow_mut();
-            match tasks.get_mut(id).and_then(Option::as_mut) {
-                Some(task) => task.future.take().map(|f| (f, Arc::clone(&task.waker))),
-                None => None,
+            let Some(cell) = tasks.cells.get_mut(index) else {
+                return;
+            };
+            cell.waker_state.queued.store(false, Ordering::Relaxed);
+            // A stale wake, for a cell whose task has completed (or is being polled further
+            // up), is ignored.
+            if cell.stage != Stage::Running {
+                return;
             }
+            let Some(parts) = cell.parts.take() else {
+                return;
+            };
+            parts
         };
-        // A wake for a task that has finished (or is being polled further up) is ignored.
-        let Some((mut future, waker)) = taken else {
-            return;
-        };
-        waker.queued.store(false, Ordering::Release);
-        let as_waker = Waker::from(Arc::clone(&waker));
         self.bump(|stats| stats.polls += 1);
-        // No borrow is held while the task runs: it may spawn or sleep.
-        let done = future
-            .as_mut()
-            .poll(&mut Context::from_waker(&as_waker))
+        // No borrow is held while the task runs: it may spawn, sleep or join.
+        let done = parts
+            .body
+            .poll(&mut Context::from_waker(&parts.waker), &mut ())
             .is_ready();
         let mut tasks = self.tasks.borrow_mut();
-        if done {
-            tasks[id] = None;
-            self.free_ids.borrow_mut().push(id);
-        } else if let Some(task) = tasks[id].as_mut() {
-            task.future = Some(future);
+        if done && tasks.cells[index].detached {
+            // Nobody will take the output: drop it (the app's value) with no borrow held.
+            drop(tasks);
+            parts.body.drop_output();
+            tasks = self.tasks.borrow_mut();
+        }
+        let cell = &mut tasks.cells[index];
+        cell.parts = Some(parts);
+        if !done {
+            return;
+        }
+        if cell.detached {
+            tasks.release(index);
+            return;
+        }
+        cell.stage = Stage::Finished;
+        let joiner = cell.joiner.take();
+        drop(tasks);
+        if let Some(joiner) = joiner {
+            joiner.wake();
         }
     }
 
@@ -297,8 +307,8 @@ impl<C: Clock> Executor<C> {
         loop {
             loop {
                 let next = self.queue.0.lock().pop_front();
-                let Some(id) = next else { break };
-                if id == MAIN {
+                let Some(index) = next else { break };
+                if index == MAIN {
                     main.queued.store(false, Ordering::Release);
                     self.bump(|stats| stats.polls += 1);
                     if let Poll::Ready(output) =
@@ -307,7 +317,7 @@ impl<C: Clock> Executor<C> {
                         return Ok(output);
                     }
                 } else {
-                    self.poll_task(id);
+                    self.poll_task(index);
                 }
             }
             let earliest = self.fire_timers();
@@ -364,45 +374,129 @@ impl<C: Clock> Executor<C> {
         self.timers.borrow().len()
     }
 
-    /// Tasks spawned and not yet finished.
+    /// Tasks spawned and not yet completed.
     pub fn live_tasks(&self) -> usize {
         self.tasks
             .borrow()
+            .cells
             .iter()
-            .filter(|task| task.is_some())
+            .filter(|cell| cell.stage == Stage::Running)
             .count()
     }
-}
 
-struct JoinState<T> {
-    result: Option<T>,
-    waiter: Option<Waker>,
-}
-
-/// Awaits a spawned task's output. Dropping it detaches the task, which runs on.
-pub struct JoinHandle<T> {
-    state: Arc<Mutex<JoinState<T>>>,
-}
-
-impl<T> JoinHandle<T> {
-    /// Whether the task has completed.
-    pub fn is_finished(&self) -> bool {
-        self.state.lock().result.is_some()
+    /// Cells in the task slab: the most tasks that were alive (or unjoined) at once.
+    pub fn task_cells(&self) -> usize {
+        self.tasks.borrow().cells.len()
     }
 }
 
-impl<T> Future for JoinHandle<T> {
+/// Awaits a spawned task's output; polled while the task is ready, it runs the task itself.
+/// Dropping it detaches the task, which runs on; its cell is freed when it completes.
+pub struct JoinHandle<'a, C: Clock, T> {
+    executor: &'a Executor<C>,
+    index: usize,
+    /// The output was taken and the cell given back.
+    joined: bool,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<C: Clock, T> JoinHandle<'_, C, T> {
+    /// Whether the task has completed.
+    pub fn is_finished(&self) -> bool {
+        self.joined || self.executor.tasks.borrow().cells[self.index].stage == Stage::Finished
+    }
+}
+
+impl<C: Clock, T: 'static> Future for JoinHandle<'_, C, T> {
     type Output = T;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut state = self.state.lock();
-        match state.result.take() {
-            Some(output) => Poll::Ready(output),
-            None => {
-                state.waiter = Some(cx.waker().clone());
-                Poll::Pending
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        assert!(!self.joined, "a JoinHandle was polled after it completed");
+        let (executor, index) = (self.executor, self.index);
+        let mut output: Option<T> = None;
+        let mut tasks = executor.tasks.borrow_mut();
+        let cell = &mut tasks.cells[index];
+        // The task is ready to run and not running: run it here, for its joiner, rather than
+        // wait for the executor to reach it in the ready queue. Its queue entry stays (and
+        // covers any wake meanwhile); the executor will find the cell done, or holding a
+        // newer task that the entry is then due for.
+        if cell.stage == Stage::Running
+            && cell.waker_state.queued.load(Ordering::Relaxed)
+            && let Some(mut parts) = cell.parts.take()
+        {
+            drop(tasks);
+            executor.bump(|stats| stats.polls += 1);
+            let done = parts
+                .body
+                .poll(&mut Context::from_waker(&parts.waker), &mut output)
+                .is_ready();
+            tasks = executor.tasks.borrow_mut();
+            let cell = &mut tasks.cells[index];
+            cell.parts = Some(parts);
+            if done {
+                cell.stage = Stage::Finished;
             }
         }
+        let cell = &mut tasks.cells[index];
+        if cell.stage != Stage::Finished {
+            drop(tasks);
+            self.wait_for_task(cx);
+            return Poll::Pending;
+        }
+        if output.is_none()
+            && let Some(parts) = cell.parts.as_mut()
+        {
+            parts.body.take_output(&mut output);
+        }
+        tasks.release(index);
+        drop(tasks);
+        self.joined = true;
+        Poll::Ready(output.expect("a finished task holds its output"))
+    }
+}
+
+impl<C: Clock, T> Drop for JoinHandle<'_, C, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.joined {
+            self.detach();
+        }
+    }
+}
+
+impl<C: Clock, T> JoinHandle<'_, C, T> {
+    /// The task has not completed: its completion wakes `cx`'s waker.
+    #[inline(never)]
+    fn wait_for_task(&self, cx: &Context<'_>) {
+        let mut tasks = self.executor.tasks.borrow_mut();
+        match &mut tasks.cells[self.index].joiner {
+            Some(joiner) => joiner.clone_from(cx.waker()),
+            joiner => *joiner = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Dropped before it was joined: the task runs on, and its cell is freed when it completes
+    /// (now, if it has).
+    #[inline(never)]
+    fn detach(&mut self) {
+        let mut tasks = self.executor.tasks.borrow_mut();
+        let cell = &mut tasks.cells[self.index];
+        if cell.stage != Stage::Finished {
+            cell.detached = true;
+            return;
+        }
+        // The output is the app's value: dropped with no borrow held, since its drop may use
+        // the executor.
+        let parts = cell.parts.take();
+        drop(tasks);
+        let parts = parts.map(|mut parts| {
+            parts.body.drop_output();
+            parts
+        });
+        let mut tasks = self.executor.tasks.borrow_mut();
+        tasks.cells[self.index].parts = parts;
+        tasks.release(self.index);
     }
 }
 

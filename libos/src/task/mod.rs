@@ -5,6 +5,7 @@
 //! through the `wait` kcall until its next timer or an awaited event.
 
 mod executor;
+mod slab;
 
 pub use executor::{
     Clock, Elapsed, Executor, ExecutorStats, JoinHandle, Sleep, Stalled, Timeout, WaitEvent,
@@ -46,7 +47,7 @@ mod machine {
     }
 
     /// Starts `future` as a task of the running app.
-    pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+    pub fn spawn<F>(future: F) -> JoinHandle<'static, SystemClock, F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,

@@ -362,3 +362,202 @@ fn waiting_for_no_event_completes_at_once() {
     );
     assert_eq!(executor.clock().waits.get(), 0);
 }
+
+#[test]
+fn a_spawn_and_join_loop_reuses_one_cell() {
+    let executor = executor();
+    let sum = executor
+        .run_until(async {
+            let mut sum = 0;
+            for n in 0..100u64 {
+                sum += executor.spawn(async move { n }).await;
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, 4950);
+    assert_eq!(executor.task_cells(), 1);
+    assert_eq!(executor.stats().spawned, 100);
+    assert_eq!(executor.live_tasks(), 0);
+}
+
+#[test]
+fn cells_are_reused_by_later_batches_and_other_task_types() {
+    let executor = executor();
+    executor
+        .run_until(async {
+            for round in 0..3u64 {
+                let handles: Vec<_> = (0..5u64)
+                    .map(|n| executor.spawn(async move { round * 10 + n }))
+                    .collect();
+                yield_now().await;
+                let outputs: Vec<u64> = {
+                    let mut outputs = Vec::new();
+                    for handle in handles {
+                        outputs.push(handle.await);
+                    }
+                    outputs
+                };
+                assert_eq!(outputs, (0..5).map(|n| round * 10 + n).collect::<Vec<_>>());
+            }
+            // Another future type (and output type) in the same cells.
+            let words = executor.spawn(async { String::from("reused") });
+            let pair = executor.spawn(async {
+                yield_now().await;
+                (1u8, 2u8)
+            });
+            assert_eq!(words.await, "reused");
+            assert_eq!(pair.await, (1, 2));
+        })
+        .unwrap();
+    assert_eq!(executor.task_cells(), 5);
+}
+
+#[test]
+fn a_detached_task_frees_its_cell_when_it_completes() {
+    let executor = executor();
+    executor
+        .run_until(async {
+            drop(executor.spawn(async {
+                executor.sleep(Duration::from_millis(1)).await;
+            }));
+            assert_eq!(executor.live_tasks(), 1);
+            executor.sleep(Duration::from_millis(2)).await;
+            assert_eq!(executor.live_tasks(), 0);
+            // The freed cell takes the next task.
+            executor.spawn(async { 3 }).await
+        })
+        .unwrap();
+    assert_eq!(executor.task_cells(), 1);
+}
+
+#[test]
+fn what_a_task_holds_is_dropped_when_it_completes_not_when_its_cell_is_reused() {
+    let executor = executor();
+    let held = Rc::new(());
+    let output = Rc::new(());
+    let (in_task, out_of_task) = (Rc::clone(&held), Rc::clone(&output));
+    let handle = executor.spawn(async move {
+        yield_now().await;
+        drop(in_task);
+        out_of_task
+    });
+    let captured = Rc::clone(&held);
+    let keeper = executor.spawn(async move {
+        // Captured but never used: dropped with the task's future.
+        let _captured = &captured;
+    });
+    executor.run_until(yield_now()).unwrap();
+    executor.run_until(yield_now()).unwrap();
+    assert!(handle.is_finished() && keeper.is_finished());
+    assert_eq!(
+        Rc::strong_count(&held),
+        1,
+        "the completed futures were dropped"
+    );
+    assert_eq!(
+        Rc::strong_count(&output),
+        2,
+        "the output waits for its join handle"
+    );
+    // Dropping an unjoined handle of a finished task drops the output.
+    drop(handle);
+    drop(keeper);
+    assert_eq!(Rc::strong_count(&output), 1);
+}
+
+#[test]
+#[allow(clippy::async_yields_async)] // the join handle is the output, on purpose
+fn an_output_whose_drop_uses_the_executor_is_dropped_safely() {
+    let executor = executor();
+    let ran = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&ran);
+    // The outer task's output is the inner task's join handle; dropping the outer handle
+    // unjoined drops the inner one, which detaches its task.
+    let outer = executor.spawn(async move {
+        executor.spawn(async move {
+            yield_now().await;
+            flag.set(true);
+        })
+    });
+    executor.run_until(yield_now()).unwrap();
+    assert!(outer.is_finished());
+    drop(outer);
+    executor
+        .run_until(async {
+            for _ in 0..3 {
+                yield_now().await;
+            }
+        })
+        .unwrap();
+    assert!(ran.get(), "the detached inner task ran to its end");
+    assert_eq!(executor.live_tasks(), 0);
+}
+
+#[test]
+fn joining_a_ready_task_runs_it_at_once() {
+    let executor = executor();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let log = |name: &'static str| {
+        let order = Rc::clone(&order);
+        async move { order.borrow_mut().push(name) }
+    };
+    executor
+        .run_until(async {
+            let first = executor.spawn(log("first"));
+            let second = executor.spawn(log("second"));
+            second.await;
+            first.await;
+        })
+        .unwrap();
+    // The joiner ran the task it waited for rather than wait its turn in the ready queue.
+    assert_eq!(*order.borrow(), ["second", "first"]);
+    assert_eq!(executor.stats().polls, 3, "main, then each task once");
+}
+
+/// Keeps a clone of the waker it is polled with.
+struct KeepWaker(Rc<RefCell<Option<core::task::Waker>>>);
+
+impl core::future::Future for KeepWaker {
+    type Output = ();
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<()> {
+        *self.0.borrow_mut() = Some(cx.waker().clone());
+        core::task::Poll::Ready(())
+    }
+}
+
+#[test]
+fn a_stale_waker_only_polls_the_cells_next_task_once_more() {
+    let executor = executor();
+    let kept = Rc::new(RefCell::new(None));
+    executor
+        .run_until(executor.spawn(KeepWaker(Rc::clone(&kept))))
+        .unwrap();
+    let stale = kept.borrow_mut().take().unwrap();
+    let polls = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&polls);
+    let sleeper = executor.spawn(async move {
+        let mut sleep = core::pin::pin!(executor.sleep(Duration::from_millis(5)));
+        core::future::poll_fn(|cx| {
+            counted.set(counted.get() + 1);
+            sleep.as_mut().poll(cx)
+        })
+        .await
+    });
+    assert_eq!(
+        executor.task_cells(),
+        1,
+        "the sleeper took the first task's cell"
+    );
+    executor.run_until(yield_now()).unwrap();
+    assert_eq!(polls.get(), 1);
+    stale.wake();
+    executor.run_until(yield_now()).unwrap();
+    assert_eq!(polls.get(), 2, "one spurious poll");
+    executor.run_until(sleeper).unwrap();
+    assert_eq!(executor.clock().now(), 5 * MS);
+}

@@ -4,7 +4,7 @@
 //! of this code serves every app of an image, and each app gets its own instance of every
 //! element (its heap, its console line buffer, its log level), found through the FS base that
 //! kernel-lite loads on every switch — no trap needed. Only the crate-private `sys` module talks
-//! to kernel-lite; apps reach the machine only through safe calls ([`diag`] for benchmarks and
+//! to kernel-lite; apps reach the machine only through safe calls (`diag` for benchmarks and
 //! tests; `faults`, with the `deliberate-faults` feature, for the containment tests alone).
 //!
 //! The logic (time conversion, line buffering, program lookup, the executor) is plain Rust that

@@ -1,4 +1,6 @@
-//! The IDT: every CPU exception, the timer interrupt, and what happens when one comes from ring 3.
+//! The IDT: every CPU exception, the timer interrupts (the local APIC's, or the PIT's through
+//! the 8259 PIC), the device vectors (see `devices::irq`), and what happens when one comes from
+//! ring 3.
 //!
 //! An exception in ring 3 ends the app that caused it (reported with its name, the exception,
 //! the error code, RIP, CS and CR2 for page faults) and the other apps run on. An exception in
@@ -12,7 +14,8 @@
 
 use crate::apps::{self, Entry};
 use crate::cpu::{DEBUG_IST, DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
-use crate::{cpu, kprintln, machine};
+use crate::devices::{self, apic, irq};
+use crate::{cpu, kprintln, machine, timer};
 use core::fmt;
 use lite_abi::exit::ImageOutcome;
 use pic8259::ChainedPics;
@@ -22,9 +25,10 @@ use x86_64::registers::control::Cr2;
 use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
-/// The legacy PICs, remapped above the CPU exceptions.
+/// The legacy PICs, remapped above the CPU exceptions; every line masked but the PIT's, and
+/// that one only where the local APIC is not used.
 pub const PIC_OFFSET: u8 = 32;
-pub const TIMER_VECTOR: u8 = PIC_OFFSET;
+const PIT_VECTOR: u8 = PIC_OFFSET;
 const SPURIOUS_MASTER: u8 = PIC_OFFSET + 7;
 const SPURIOUS_SLAVE: u8 = PIC_OFFSET + 15;
 
@@ -211,12 +215,66 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     machine::exit(ImageOutcome::KernelPanic)
 }
 
-extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
+/// The PIT's tick through the 8259 PIC (only where the local APIC is not used).
+extern "x86-interrupt" fn pit_interrupt(frame: InterruptStackFrame) {
+    let from_user = entered_from_user(&frame, Entry::Interrupt);
     // SAFETY: this is the handler of the PIC's timer line, so an EOI is owed for it.
-    unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
-    if entered_from_user(&frame, Entry::Interrupt) {
+    unsafe { PICS.lock().notify_end_of_interrupt(PIT_VECTOR) };
+    if from_user {
         apps::on_timer_from_user();
     }
+}
+
+/// The local APIC timer's one-shot: a quantum tick when it hit ring 3, else the end of an idle
+/// wait (`timer::idle_until`).
+extern "x86-interrupt" fn local_apic_timer(frame: InterruptStackFrame) {
+    let from_user = entered_from_user(&frame, Entry::Interrupt);
+    if timer::on_local_apic_tick(from_user) {
+        apps::on_timer_from_user();
+    }
+}
+
+/// The local APIC found an error (a bad vector, an illegal register access): reported, cleared.
+extern "x86-interrupt" fn local_apic_error(frame: InterruptStackFrame) {
+    entered_from_user(&frame, Entry::Interrupt);
+    if let Some(local_apic) = devices::get().and_then(|devices| devices.local_apic()) {
+        let status = local_apic.clear_errors();
+        local_apic.end_of_interrupt();
+        kprintln!("kernel-lite: local APIC error, status {status:#x}");
+    }
+}
+
+/// A spurious local APIC interrupt: nothing to do, and no EOI.
+extern "x86-interrupt" fn local_apic_spurious(frame: InterruptStackFrame) {
+    entered_from_user(&frame, Entry::Interrupt);
+}
+
+fn on_device_interrupt(vector: u8, frame: &InterruptStackFrame) {
+    entered_from_user(frame, Entry::Interrupt);
+    irq::dispatch(vector);
+}
+
+/// One IDT entry per device vector, each calling `irq::dispatch` with its number.
+macro_rules! device_vectors {
+    ($($vector:literal)*) => {
+        fn install_device_vectors(idt: &mut InterruptDescriptorTable) {
+            $({
+                extern "x86-interrupt" fn handler(frame: InterruptStackFrame) {
+                    on_device_interrupt($vector, &frame);
+                }
+                idt[$vector].set_handler_fn(handler);
+            })*
+        }
+        const _: () = assert!(
+            [$($vector),*].len() == irq::DEVICE_VECTORS
+                && [$($vector),*][0] == irq::FIRST_DEVICE_VECTOR
+        );
+    };
+}
+
+device_vectors! {
+    0x50 0x51 0x52 0x53 0x54 0x55 0x56 0x57 0x58 0x59 0x5a 0x5b 0x5c 0x5d 0x5e 0x5f
+    0x60 0x61 0x62 0x63 0x64 0x65 0x66 0x67 0x68 0x69 0x6a 0x6b 0x6c 0x6d 0x6e 0x6f
 }
 
 extern "x86-interrupt" fn spurious_master(frame: InterruptStackFrame) {
@@ -231,7 +289,7 @@ extern "x86-interrupt" fn spurious_slave(frame: InterruptStackFrame) {
     unsafe { PICS.lock().notify_end_of_interrupt(PIC_OFFSET + 2) };
 }
 
-/// Installs the IDT and the remapped PICs (all lines masked but the timer).
+/// Installs the IDT and remaps the PICs with every line masked (see [`unmask_pit`]).
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
@@ -252,17 +310,27 @@ pub fn init() {
                 .set_handler_fn(machine_check)
                 .set_stack_index(MACHINE_CHECK_IST);
         }
-        idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
+        idt[PIT_VECTOR].set_handler_fn(pit_interrupt);
         idt[SPURIOUS_MASTER].set_handler_fn(spurious_master);
         idt[SPURIOUS_SLAVE].set_handler_fn(spurious_slave);
+        install_device_vectors(&mut idt);
+        idt[apic::TIMER_VECTOR].set_handler_fn(local_apic_timer);
+        idt[apic::ERROR_VECTOR].set_handler_fn(local_apic_error);
+        idt[apic::SPURIOUS_VECTOR].set_handler_fn(local_apic_spurious);
         idt
     });
     idt.load();
     let mut pics = PICS.lock();
     // SAFETY: the PICs sit at the standard ports; remapping them to 32..48 keeps them off the
-    // exception vectors, and every line but the timer stays masked.
+    // exception vectors, and every line stays masked.
     unsafe {
         pics.initialize();
-        pics.write_masks(0xfe, 0xff);
+        pics.write_masks(0xff, 0xff);
     }
+}
+
+/// Unmasks the PIT's line at the master PIC: the timer where there is no local APIC.
+pub fn unmask_pit() {
+    // SAFETY: only the PIT's line (IRQ 0) is unmasked, and `pit_interrupt` handles it.
+    unsafe { PICS.lock().write_masks(0xfe, 0xff) };
 }

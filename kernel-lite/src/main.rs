@@ -14,6 +14,7 @@ extern crate alloc;
 mod apps;
 mod console;
 mod cpu;
+mod devices;
 mod interrupts;
 mod kcall;
 mod loader;
@@ -43,6 +44,7 @@ const KERNEL_HEAP_BASE_BYTES: u64 = 512 * 1024;
 const KERNEL_HEAP_PER_APP: u64 = 1024;
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    let boot_info: &'static BootInfo = boot_info;
     console::init();
     kprintln!("kernel-lite: starting");
     cpu::init();
@@ -86,12 +88,17 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         machine::exit(ImageOutcome::KernelPanic)
     });
 
-    let tsc_hz = timer::init();
-    kprintln!(
-        "kernel-lite: TSC {} MHz, timer {} Hz",
-        tsc_hz / 1_000_000,
-        timer::TICK_HZ
+    let devices = devices::init(
+        physical_offset,
+        &boot_info.memory_regions,
+        boot_info.rsdp_addr.into_option(),
     );
+    let (tsc_hz, timer_source) = timer::init(devices.local_apic());
+    kprintln!(
+        "kernel-lite: TSC {} MHz; timer: {timer_source}",
+        tsc_hz / 1_000_000
+    );
+    devices::rtc::check_and_report();
     kcall::init();
     kprintln!("kernel-lite: kcall gate: {}", cpu::gate_registers());
 

@@ -1,10 +1,20 @@
-//! Time: the TSC (calibrated against the PIT, then read by ring 3 without a trap) and the PIT's
-//! periodic interrupt, which drives preemption and wakes apps whose deadline has passed.
+//! Time: the TSC (calibrated against the PIT, then read by ring 3 without a trap) and the
+//! timer interrupt that drives preemption and wakes apps whose deadline has passed.
+//!
+//! Where the local APIC is in use its timer runs one-shot: armed 1 ms ahead at each tick while
+//! an app runs (the 1 kHz quantum ticks the scheduler counts), armed for the next deadline when
+//! the CPU idles, and not armed at all when nothing has a deadline (tickless idle). Without a
+//! local APIC the PIT interrupts at 1 kHz through the 8259 PIC, as before.
 
+use crate::devices::apic::LocalApic;
+use crate::interrupts;
+use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
+use lite_abi::devices::apic::{timer_count_for_tsc, timer_hz};
+use spin::Once;
 use x86_64::instructions::port::Port;
 
-/// Timer interrupts per second.
+/// Quantum ticks per second while an app runs (and PIT interrupts per second).
 pub const TICK_HZ: u64 = 1000;
 /// The PIT's input clock.
 const PIT_HZ: u64 = 1_193_182;
@@ -13,55 +23,123 @@ const CALIBRATION_PIT_TICKS: u64 = PIT_HZ / 20;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
+/// The timer interrupt in use.
+#[derive(Debug, Clone, Copy)]
+pub enum TimerSource {
+    /// The local APIC timer, one-shot; `hz` is its count rate (bus clock / 16).
+    LocalApic {
+        apic: LocalApic,
+        hz: u64,
+        tick_count: u32,
+    },
+    /// The PIT at [`TICK_HZ`], through the 8259 PIC.
+    Pit,
+}
+
+static SOURCE: Once<TimerSource> = Once::new();
+
+impl fmt::Display for TimerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimerSource::LocalApic { hz, .. } => write!(
+                f,
+                "LAPIC one-shot at {}.{:03} MHz (1 ms ticks while an app runs, tickless idle)",
+                hz / 1_000_000,
+                hz % 1_000_000 / 1000
+            ),
+            TimerSource::Pit => write!(f, "PIT periodic at {TICK_HZ} Hz"),
+        }
+    }
+}
+
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is available on every x86-64 CPU and has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Calibrates the TSC and starts the periodic timer; returns TSC ticks per second.
-pub fn init() -> u64 {
-    let tsc_hz = calibrate_tsc();
+/// Calibrates the TSC (and the local APIC timer, in the same window) and starts the timer
+/// interrupt: the local APIC's where `local_apic` is given, else the PIT's. Returns TSC ticks
+/// per second and the source in use.
+pub fn init(local_apic: Option<&LocalApic>) -> (u64, TimerSource) {
+    let (tsc_hz, apic_hz) = calibrate(local_apic);
     TSC_HZ.store(tsc_hz, Ordering::Relaxed);
+    let source = match (local_apic, apic_hz) {
+        (Some(apic), Some(hz)) if hz >= TICK_HZ => TimerSource::LocalApic {
+            apic: *apic,
+            hz,
+            tick_count: timer_count_for_tsc(tsc_hz / TICK_HZ, tsc_hz, hz),
+        },
+        (Some(_), Some(hz)) => {
+            crate::kprintln!(
+                "kernel-lite: local APIC timer counts {hz} Hz: too slow, the PIT is used"
+            );
+            TimerSource::Pit
+        }
+        _ => TimerSource::Pit,
+    };
+    let source = *SOURCE.call_once(|| source);
+    match source {
+        TimerSource::LocalApic {
+            apic, tick_count, ..
+        } => apic.timer_one_shot(tick_count),
+        TimerSource::Pit => start_pit(),
+    }
+    (tsc_hz, source)
+}
+
+fn start_pit() {
     let divisor = (PIT_HZ / TICK_HZ) as u16;
     let mut command = Port::<u8>::new(0x43);
     let mut channel0 = Port::<u8>::new(0x40);
     // SAFETY: programs PIT channel 0 (mode 2, rate generator) at the standard ports; its
-    // interrupt line is handled by `interrupts::timer_interrupt`.
+    // interrupt line is handled by `interrupts::pit_interrupt`.
     unsafe {
         command.write(0b0011_0100);
         channel0.write(divisor as u8);
         channel0.write((divisor >> 8) as u8);
     }
-    tsc_hz
+    interrupts::unmask_pit();
 }
 
-/// Counts TSC ticks over a known number of PIT channel-2 ticks (polled, interrupts off).
-fn calibrate_tsc() -> u64 {
+/// Counts TSC ticks, and the local APIC timer's counts where there is one, over a known number
+/// of PIT channel-2 ticks (polled, interrupts off). Returns both rates per second.
+fn calibrate(local_apic: Option<&LocalApic>) -> (u64, Option<u64>) {
     let mut gate = Port::<u8>::new(0x61);
     let mut command = Port::<u8>::new(0x43);
     let mut channel2 = Port::<u8>::new(0x42);
     let count = CALIBRATION_PIT_TICKS as u16;
+    if let Some(apic) = local_apic {
+        apic.timer_start_free_running();
+    }
     // SAFETY: port 0x61 bit 0 gates PIT channel 2 and bit 1 the speaker (kept off); channel 2 in
     // mode 0 raises its output (bit 5 of port 0x61) when the count runs out. Nothing else uses
     // channel 2.
-    unsafe {
+    let (elapsed, apic_counts) = unsafe {
         let value = gate.read();
         gate.write((value & !0x02) & !0x01);
         command.write(0b1011_0000);
         channel2.write(count as u8);
         channel2.write((count >> 8) as u8);
         let value = gate.read();
+        let apic_start = local_apic.map(LocalApic::timer_count);
         gate.write(value | 0x01);
         let start = rdtsc();
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
         let elapsed = rdtsc() - start;
+        let apic_end = local_apic.map(LocalApic::timer_count);
         let value = gate.read();
         gate.write(value & !0x01);
-        elapsed * PIT_HZ / CALIBRATION_PIT_TICKS
+        (elapsed, apic_start.zip(apic_end))
+    };
+    if let Some(apic) = local_apic {
+        apic.timer_stop();
     }
+    let apic_hz =
+        apic_counts.map(|(start, end)| timer_hz(start, end, CALIBRATION_PIT_TICKS, PIT_HZ));
+    (elapsed * PIT_HZ / CALIBRATION_PIT_TICKS, apic_hz)
 }
 
 /// TSC ticks per millisecond.
@@ -69,10 +147,48 @@ pub fn tsc_per_ms() -> u64 {
     TSC_HZ.load(Ordering::Relaxed) / 1000
 }
 
+/// The local APIC timer interrupt: acknowledges it and, when it interrupted ring 3 (an app
+/// running), arms the next quantum tick. Returns whether it was a quantum tick.
+pub fn on_local_apic_tick(from_user: bool) -> bool {
+    if let Some(TimerSource::LocalApic {
+        apic, tick_count, ..
+    }) = SOURCE.get()
+    {
+        apic.end_of_interrupt();
+        if from_user {
+            apic.timer_one_shot(*tick_count);
+        }
+    }
+    from_user
+}
+
 /// Halts until an interrupt, with interrupts on, and returns with them off. `wakeup` is the TSC
-/// of the next deadline, if any: the periodic tick (PIT, 1 kHz) wakes the CPU in time for it.
+/// of the next deadline, if any. With the local APIC timer, the one-shot is armed for that
+/// deadline (or not at all without one), and re-armed for a quantum tick on the way out, for
+/// the app that runs next; with the PIT, its periodic tick wakes the CPU in time.
 pub fn idle_until(wakeup: Option<u64>) {
-    let _ = wakeup;
+    let Some(TimerSource::LocalApic {
+        apic,
+        hz,
+        tick_count,
+    }) = SOURCE.get()
+    else {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        return;
+    };
+    match wakeup {
+        Some(deadline) => {
+            let now = rdtsc();
+            if deadline <= now {
+                return;
+            }
+            let tsc_hz = TSC_HZ.load(Ordering::Relaxed);
+            apic.timer_one_shot(timer_count_for_tsc(deadline - now, tsc_hz, *hz));
+        }
+        None => apic.timer_stop(),
+    }
     x86_64::instructions::interrupts::enable_and_hlt();
     x86_64::instructions::interrupts::disable();
+    apic.timer_one_shot(*tick_count);
 }

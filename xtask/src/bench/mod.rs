@@ -527,6 +527,20 @@ fn hello_run(count: usize, memory: Option<&str>, timeout: Duration) -> anyhow::R
     })
 }
 
+/// Why a boot of hello apps did not count as fitting: how the image ended, as kernel-lite's
+/// exit outcome names it (`BundleRefused`, `SomeAppFailed`, …).
+fn miss_reason(output: &RunOutput) -> String {
+    match (output.timed_out, output.outcome, output.status) {
+        (true, _, _) => "timed out".to_owned(),
+        (_, Some(ImageOutcome::AllAppsSucceeded), _) => {
+            "success, but not every app printed an exit with status 0".to_owned()
+        }
+        (_, Some(outcome), _) => format!("{outcome:?}"),
+        (_, None, Some(status)) => format!("QEMU exit status {status}"),
+        (_, None, None) => "QEMU killed".to_owned(),
+    }
+}
+
 /// The most apps that fit, as found by [`most_that_fit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Most {
@@ -618,11 +632,14 @@ fn scale(suite: &mut Suite) -> anyhow::Result<()> {
     let per_app = (many_wall.saturating_sub(one_wall) / 63).max(Duration::from_millis(2)) * 5;
     let timeout = |count: usize| Duration::from_secs(60) + per_app * count as u32;
     for &memory in SCALE_MEMORY {
-        let mut timed_out = 0;
+        // How the boots that did not fit ended, and how often.
+        let mut misses = std::collections::BTreeMap::<String, usize>::new();
         let mut fits = |count: usize| -> anyhow::Result<bool> {
             suite.step(format!("scale: {count} hello apps with -m {memory}"));
             let run = hello_run(count, Some(memory), timeout(count))?;
-            timed_out += usize::from(run.output.timed_out);
+            if !run.all_exited_zero {
+                *misses.entry(miss_reason(&run.output)).or_default() += 1;
+            }
             Ok(run.all_exited_zero)
         };
         let (most, qualifier, method) = if suite.settings.smoke {
@@ -654,10 +671,14 @@ fn scale(suite: &mut Suite) -> anyhow::Result<()> {
         if most.count == 0 {
             bail!("not even one hello app exits 0 with -m {memory}");
         }
-        let timeouts = if timed_out > 0 {
-            format!(" {timed_out} of the boots hit their timeout and counted as not fitting.")
-        } else {
+        let misses = if misses.is_empty() {
             String::new()
+        } else {
+            let list: Vec<String> = misses
+                .iter()
+                .map(|(reason, boots)| format!("{reason} ×{boots}"))
+                .collect();
+            format!(" Boots that did not fit ended: {}.", list.join(", "))
         };
         suite.rows.push(Row::ours(
             "scale",
@@ -666,7 +687,7 @@ fn scale(suite: &mut Suite) -> anyhow::Result<()> {
                 "the largest count of hello apps (256 KiB heap quota, 16 KiB stack each) in one BIOS \
                  image with QEMU -m {memory} for which every app prints an exit with status 0 and the \
                  image ends with success ({method}; each boot's timeout 60 s + {:.0} ms per app, \
-                 five times the cost per app measured above).{timeouts} Ours only",
+                 five times the cost per app measured above).{misses} Ours only",
                 per_app.as_secs_f64() * 1000.0
             ),
             "apps",

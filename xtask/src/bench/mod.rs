@@ -126,8 +126,17 @@ fn boot_peer_on(
     qemu::run_watched(command, timeout, Some(peer::READY_LINE))
 }
 
+/// The shipped bundle `name`, renamed so that its images are built under
+/// `target/images/bench-suite-NAME/`: a `cargo xtask run` or a test booting the same bundle at the
+/// same time then holds no lock on the disk image the suite boots.
+fn suite_bundle(name: &str) -> anyhow::Result<Manifest> {
+    let mut manifest = bundle::load(&bundle::find(name)?)?;
+    manifest.name = format!("bench-suite-{name}");
+    Ok(manifest)
+}
+
 fn default_bundle() -> anyhow::Result<Manifest> {
-    bundle::load(&bundle::find("default")?)
+    suite_bundle("default")
 }
 
 /// Boot-to-ready times in milliseconds over `runs` boots.
@@ -315,7 +324,7 @@ fn footprint(suite: &mut Suite) -> anyhow::Result<()> {
 }
 
 fn instruction_counted(bundle_name: &str) -> anyhow::Result<Vec<Measurement>> {
-    let manifest = bundle::load(&bundle::find(bundle_name)?)?;
+    let manifest = suite_bundle(bundle_name)?;
     let options = RunOptions {
         icount: true,
         ..RunOptions::default()
@@ -437,8 +446,8 @@ fn calls(suite: &mut Suite) -> anyhow::Result<()> {
         "calls",
         "null kcall (ring 3 → kernel-lite → ring 3) vs Linux getpid() system call",
         &format!(
-            "{per_op}. Ours: libos sys::null_kcall (kcall number Null) from an app through \
-             kernel-lite's kcall gate and back; Linux: \
+            "{per_op}. Ours: libos's null kcall (kcall number Null: kernel-lite's gate entered, nothing done, \
+             0 returned) from an app; Linux: \
              getpid() by the syscall instruction from a static program (no libc, no vDSO)"
         ),
         TICKS,
@@ -448,16 +457,30 @@ fn calls(suite: &mut Suite) -> anyhow::Result<()> {
     suite.rows.push(
         Row::ours(
             "calls",
-            "task spawn + join (libos executor, within one app)",
+            "task spawn + join, one at a time (libos executor, within one app)",
             &format!(
                 "{per_op}. Ours only: spawning a task that returns a number on the app's own \
-                 executor and awaiting it, no kcall"
+                 executor and awaiting its join handle at once, no kcall"
             ),
             TICKS,
             Stat::from_measurement(find(&ours, "task_spawn_join")?),
         )
         .with_target(TARGET_TASK_SPAWN_JOIN),
     );
+    // Newer call-benches also spawn in batches that go through the executor's ready queue.
+    if let Ok(batched) = find(&ours, "task_spawn_join_batch") {
+        suite.rows.push(Row::ours(
+            "calls",
+            "task spawn + join, in batches of 16 through the ready queue (libos executor, within one app)",
+            &format!(
+                "{per_op}. Ours only: 16 tasks spawned, the spawner yields so the executor polls \
+                 them from its ready queue, then their join handles are awaited; ticks per task, \
+                 no kcall"
+            ),
+            TICKS,
+            Stat::from_measurement(batched),
+        ));
+    }
     suite.rows.push(Row::ours(
         "calls",
         "task yield + wake (libos executor, within one app)",

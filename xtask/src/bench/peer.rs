@@ -417,3 +417,22 @@ fn needed_libraries(object: &Path) -> anyhow::Result<Vec<String>> {
         .filter(|name| !name.is_empty())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clocksource_line_parses() {
+        let serial =
+            "LINUX-PEER READY\r\nLINUX-PEER CLOCKSOURCE tsc-early\r\nbench linux_getpid …\n";
+        assert_eq!(clocksource(serial).as_deref(), Some("tsc-early"));
+        assert_eq!(clocksource("LINUX-PEER CLOCKSOURCE \n"), None);
+        assert_eq!(clocksource("LINUX-PEER READY\n"), None);
+    }
+
+    #[test]
+    fn the_served_page_is_612_bytes() {
+        assert_eq!(served_page().len(), 612);
+    }
+}

@@ -281,7 +281,7 @@ impl Report {
         let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
         let _ = writeln!(
             out,
-            "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">libos vs Linux guest ({}{}), shorter is better</text>",
+            "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">libos vs Linux guest ({}{}), shorter is better unless a row says more is better</text>",
             escape(&self.accelerator),
             if self.smoke { ", smoke run" } else { "" }
         );
@@ -308,6 +308,9 @@ impl Report {
             }
             if let Some(target) = &row.target {
                 notes.push(format!("target {}", target.show(&row.unit)));
+            }
+            if more_is_better(row) {
+                notes.push("more is better".into());
             }
             let _ = writeln!(
                 out,
@@ -351,6 +354,11 @@ impl Report {
         let _ = writeln!(out, "</svg>");
         out
     }
+}
+
+/// Counts of apps that fit are better large; every other figure (time, ticks, bytes) small.
+fn more_is_better(row: &Row) -> bool {
+    row.unit == "apps"
 }
 
 const OURS_COLOUR: &str = "#2b6cb0";
@@ -444,6 +452,11 @@ mod tests {
             "legend + the one target"
         );
         assert!(svg.contains("target ≤ 300.0: not met"));
+        assert_eq!(
+            svg.matches("more is better").count(),
+            2,
+            "title + the apps row"
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn init() {
 }
 
 /// Makes kcalls run on `top`, the kernel stack of the app about to run.
+#[inline]
 pub fn set_kernel_stack(top: VirtAddr) {
     KCALL_STACK_TOP.store(top.as_u64(), Ordering::Relaxed);
 }

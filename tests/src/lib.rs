@@ -25,8 +25,26 @@ pub fn boot_with(
 ) -> RunOutput {
     xtask::qemu::ensure_installed().expect("QEMU is installed");
     let manifest = xtask::bundle::load(&xtask::bundle::find(name).unwrap()).unwrap();
-    let (_, disk) = xtask::boot_image(&manifest, firmware).unwrap();
-    run_disk_with(&disk, firmware, options, injection)
+    // Tests run in parallel and several boot one bundle: each builds under a lock and boots a
+    // copy of its own, so no QEMU reads an image another test is rewriting (or has locked).
+    let copy = {
+        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let _building = BUILDING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (_, disk) = xtask::boot_image(&manifest, firmware).unwrap();
+        let copy = disk.with_file_name(format!(
+            "run-{}-{}.img",
+            std::process::id(),
+            COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::copy(&disk, &copy).unwrap();
+        copy
+    };
+    let output = run_disk_with(&copy, firmware, options, injection);
+    let _ = std::fs::remove_file(&copy);
+    output
 }
 
 /// Boots an already written disk image.

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A machine profile, read from `qemu/NAME.toml`.
@@ -90,7 +89,7 @@ pub fn probe_kvm(profile: &Profile, image: &Path) -> Result<(), String> {
             "kvm",
         ])
         .args(&profile.args)
-        .args(["-serial", "stdio", "-drive"])
+        .args(["-drive"])
         .arg(format!("format=raw,file={}", image.display()));
     // A working KVM boots the default bundle in well under a second.
     match run_captured(command, Duration::from_secs(15)) {
@@ -161,15 +160,11 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
         .args(["-m", options.memory.as_deref().unwrap_or(&profile.memory)])
         .args(["-accel", &accelerator]);
     command.args(&profile.args);
-    command.args([
-        "-serial",
-        if options.interactive {
-            "mon:stdio"
-        } else {
-            "stdio"
-        },
-    ]);
-    // icount exists only in TCG; under KVM the TSC counts real cycles anyway.
+    // A captured run gets its serial console in a file (see `run_observed`): a pipe's reader can
+    // fall behind on a loaded machine, and QEMU then drops console bytes.
+    if options.interactive {
+        command.args(["-serial", "mon:stdio"]);
+    } // icount exists only in TCG; under KVM the TSC counts real cycles anyway.
     if options.icount && accelerator == "tcg" {
         command.args(["-icount", "shift=0"]);
     }
@@ -289,6 +284,16 @@ fn run_observed(
     ready: Option<&str>,
     mut injection: Option<&Injection>,
 ) -> anyhow::Result<RunOutput> {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let serial_path = std::env::temp_dir().join(format!(
+        "libos-serial-{}-{}.txt",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&serial_path);
+    command
+        .arg("-serial")
+        .arg(format!("file:{}", serial_path.display()));
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -296,8 +301,7 @@ fn run_observed(
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-x86_64")?;
-    let captured = Arc::new(Mutex::new(Vec::new()));
-    let ready_after: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    // QEMU's own messages (its errors, a guest kernel on stdio) are kept after the console.
     let mut readers = Vec::new();
     for stream in [
         child
@@ -312,40 +316,38 @@ fn run_observed(
     .into_iter()
     .flatten()
     {
-        let captured = Arc::clone(&captured);
-        let ready_after = Arc::clone(&ready_after);
-        let ready = ready.map(|pattern| pattern.as_bytes().to_vec());
         readers.push(std::thread::spawn(move || {
             let mut stream = stream;
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                let mut all = captured.lock().unwrap();
-                all.extend_from_slice(&chunk[..n]);
-                if let Some(pattern) = &ready {
-                    let mut seen = ready_after.lock().unwrap();
-                    // Only the new bytes (and a pattern's length before them) can hold a match.
-                    let from = all.len().saturating_sub(n + pattern.len());
-                    if seen.is_none()
-                        && all[from..]
-                            .windows(pattern.len())
-                            .any(|w| w == &pattern[..])
-                    {
-                        *seen = Some(started.elapsed());
-                    }
-                }
-            }
+            let mut text = Vec::new();
+            let _ = stream.read_to_end(&mut text);
+            text
         }));
     }
+    let mut ready_after = None;
+    let mut seen = 0usize;
     let mut timed_out = false;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        let exited = child.try_wait()?;
+        if let Some(pattern) = ready
+            && ready_after.is_none()
+        {
+            let console = std::fs::read(&serial_path).unwrap_or_default();
+            // Only the new bytes (and a pattern's length before them) can hold a match.
+            let from = seen.saturating_sub(pattern.len());
+            if console.len() >= pattern.len()
+                && console[from..]
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_bytes())
+            {
+                ready_after = Some(started.elapsed());
+            }
+            seen = console.len();
+        }
+        if let Some(status) = exited {
             break status.code();
         }
         if let Some(pending) = injection
-            && ready_after.lock().unwrap().is_some()
+            && ready_after.is_some()
         {
             injection = None;
             inject(pending)?;
@@ -358,16 +360,27 @@ fn run_observed(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    for reader in readers {
-        let _ = reader.join();
+    let mut captured = std::fs::read(&serial_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&serial_path);
+    if let Some(pattern) = ready
+        && ready_after.is_none()
+        && captured
+            .windows(pattern.len())
+            .any(|w| w == pattern.as_bytes())
+    {
+        // It came between the last poll and the exit: the exit is the closest bound we have.
+        ready_after = Some(started.elapsed());
     }
-    let serial = String::from_utf8_lossy(&captured.lock().unwrap()).into_owned();
+    for reader in readers {
+        captured.extend(reader.join().unwrap_or_default());
+    }
+    let serial = String::from_utf8_lossy(&captured).into_owned();
     Ok(RunOutput {
         status,
         outcome: status.and_then(ImageOutcome::from_qemu_exit_status),
         serial,
         timed_out,
         wall: started.elapsed(),
-        ready_after: *ready_after.lock().unwrap(),
+        ready_after,
     })
 }

@@ -1,7 +1,10 @@
-//! The scheduling policy: round-robin over ready apps, a quantum, blocking until a deadline or
-//! an event (whichever comes first), and restarts after a back-off. It decides; kernel-lite's
+//! The scheduling policy: a FIFO ready queue (round-robin), a quantum, blocking until a deadline
+//! or an event (whichever comes first), and restarts after a back-off. The hot path (a yield, a
+//! wait, a tick) is O(1) unless something is due: the earliest deadline is kept, so a turn does
+//! not scan every app. It decides; kernel-lite's
 //! `apps` module does (switches stacks, maps memory, prints). Times are TSC ticks.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use lite_abi::bundle::RestartPolicy;
 use lite_abi::kcall::Events;
@@ -68,32 +71,54 @@ pub enum AfterEnd {
 #[derive(Debug, Clone)]
 pub struct Policy {
     apps: Vec<Entry>,
+    /// Ready apps in the order they run; each at most once.
+    ready: VecDeque<usize>,
     current: Option<usize>,
-    last: usize,
     quantum: u32,
     quantum_left: u32,
+    /// No blocked deadline or restart falls before this (it may be early, never late).
+    next_due: u64,
+    /// An event was signalled since the last full wake-up scan.
+    signalled: bool,
 }
 
 impl Policy {
     /// Apps with these restart policies, all ready; each runs `quantum` timer ticks at a time.
     pub fn new(restarts: impl IntoIterator<Item = RestartPolicy>, quantum: u32) -> Policy {
+        let apps: Vec<Entry> = restarts
+            .into_iter()
+            .map(|restart| Entry {
+                state: RunState::Ready,
+                pending: Events::NONE,
+                restart,
+                restarts: 0,
+            })
+            .collect();
         Policy {
-            apps: restarts
-                .into_iter()
-                .map(|restart| Entry {
-                    state: RunState::Ready,
-                    pending: Events::NONE,
-                    restart,
-                    restarts: 0,
-                })
-                .collect(),
+            ready: (0..apps.len()).collect(),
+            apps,
             current: None,
-            last: usize::MAX,
             quantum,
             quantum_left: quantum,
+            next_due: u64::MAX,
+            signalled: false,
         }
     }
 
+    #[inline]
+    fn make_ready(&mut self, app: usize) {
+        self.apps[app].state = RunState::Ready;
+        self.ready.push_back(app);
+    }
+
+    /// Whether anything may be due at `now` (cheap; exact only after a scan): when not,
+    /// [`Policy::wake_due`] has nothing to do.
+    #[inline]
+    pub fn maybe_due(&self, now: u64) -> bool {
+        self.signalled || self.next_due <= now
+    }
+
+    #[inline]
     pub fn state(&self, app: usize) -> RunState {
         self.apps[app].state
     }
@@ -104,10 +129,12 @@ impl Policy {
     }
 
     /// The app on the CPU.
+    #[inline]
     pub fn running(&self) -> Option<usize> {
         self.current
     }
 
+    #[inline]
     fn due(entry: &Entry, now: u64) -> bool {
         match entry.state {
             RunState::Blocked { deadline, events } => {
@@ -121,54 +148,68 @@ impl Policy {
     /// Wakes blocked apps whose deadline passed or whose event came, and makes apps whose
     /// back-off is over ready, calling `restart(app, restarts_used_now)` for each (so its
     /// context is prepared).
+    #[inline]
     pub fn wake_due(&mut self, now: u64, mut restart: impl FnMut(usize, u16)) {
-        for (index, entry) in self.apps.iter_mut().enumerate() {
-            if !Self::due(entry, now) {
+        if !self.maybe_due(now) {
+            return;
+        }
+        self.signalled = false;
+        self.next_due = u64::MAX;
+        for index in 0..self.apps.len() {
+            let entry = &mut self.apps[index];
+            if Self::due(entry, now) {
+                if let RunState::Restarting { .. } = entry.state {
+                    entry.restarts += 1;
+                    restart(index, entry.restarts);
+                }
+                self.make_ready(index);
                 continue;
             }
-            if let RunState::Restarting { .. } = entry.state {
-                entry.restarts += 1;
-                restart(index, entry.restarts);
+            match entry.state {
+                RunState::Blocked { deadline, .. } => self.next_due = self.next_due.min(deadline),
+                RunState::Restarting { at } => self.next_due = self.next_due.min(at),
+                _ => {}
             }
-            entry.state = RunState::Ready;
         }
     }
 
-    /// The next ready app after the last one to run (round-robin), now running with a fresh
-    /// quantum; `None` when no app is ready.
+    /// The ready app that has waited longest (round-robin), now running with a fresh quantum;
+    /// `None` when no app is ready.
+    #[inline]
     pub fn pick_next(&mut self) -> Option<usize> {
         debug_assert!(self.current.is_none(), "an app is still on the CPU");
-        let count = self.apps.len();
-        let next = (1..=count)
-            .map(|step| self.last.wrapping_add(step) % count)
-            .find(|&index| self.apps[index].state == RunState::Ready)?;
+        let next = self.ready.pop_front()?;
         self.apps[next].state = RunState::Running;
         self.current = Some(next);
-        self.last = next;
         self.quantum_left = self.quantum;
         Some(next)
     }
 
     /// The running app left the CPU (it yielded, blocked, ended or was preempted).
+    #[inline]
     pub fn left_cpu(&mut self) {
         self.current = None;
     }
 
     /// A timer tick hit the running app: whether to preempt it (quantum spent, or another app
     /// is due now).
+    #[inline]
     pub fn on_tick(&mut self, now: u64) -> bool {
         self.quantum_left = self.quantum_left.saturating_sub(1);
-        self.quantum_left == 0 || self.apps.iter().any(|entry| Self::due(entry, now))
+        self.quantum_left == 0
+            || (self.maybe_due(now) && self.apps.iter().any(|entry| Self::due(entry, now)))
     }
 
-    /// The running app yields (or is preempted): it stays ready.
+    /// The running app yields (or is preempted): it stays ready, behind the others.
+    #[inline]
     pub fn yield_running(&mut self) {
         if let Some(app) = self.current {
-            self.apps[app].state = RunState::Ready;
+            self.make_ready(app);
         }
     }
 
     /// The running app waits until `deadline` or one of `events`.
+    #[inline]
     pub fn wait(&mut self, deadline: u64, events: Events, now: u64) -> Wait {
         let Some(app) = self.current else {
             return Wait::Now(Events::NONE);
@@ -178,10 +219,12 @@ impl Policy {
             return Wait::Now(ready);
         }
         self.apps[app].state = RunState::Blocked { deadline, events };
+        self.next_due = self.next_due.min(deadline);
         Wait::Blocked
     }
 
     /// The pending events of `mask` for `app`, now cleared: a wait's result.
+    #[inline]
     pub fn take_events(&mut self, app: usize, mask: Events) -> Events {
         let entry = &mut self.apps[app];
         let ready = entry.pending.intersection(mask);
@@ -194,6 +237,7 @@ impl Policy {
     pub fn signal(&mut self, app: usize, events: Events) {
         let entry = &mut self.apps[app];
         entry.pending = entry.pending.union(events);
+        self.signalled = true;
     }
 
     /// The running app ended (exit or fault).
@@ -215,9 +259,9 @@ impl Policy {
         entry.pending = Events::NONE;
         match entry.restart.next_restart(end.failed(), entry.restarts) {
             Some(delay_ms) => {
-                entry.state = RunState::Restarting {
-                    at: now.saturating_add(delay_ms.saturating_mul(ticks_per_ms)),
-                };
+                let at = now.saturating_add(delay_ms.saturating_mul(ticks_per_ms));
+                entry.state = RunState::Restarting { at };
+                self.next_due = self.next_due.min(at);
                 AfterEnd::Restart {
                     delay_ms,
                     used: entry.restarts,

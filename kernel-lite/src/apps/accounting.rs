@@ -7,6 +7,7 @@ use super::app::App;
 use crate::kprintln;
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::Ordering;
 use lite_abi::kcall::Kcall;
 use lite_core::schedule::{AppEnd, Policy, RunState};
 
@@ -30,17 +31,23 @@ pub fn print_table(apps: &[App], policy: &Policy, elapsed_ticks: u64) {
         };
         let mut kcalls = String::new();
         for kcall in Kcall::ALL {
-            let count = app.entries.kcalls[kcall as usize];
+            let count = app.entries.kcalls[kcall as usize].load(Ordering::Relaxed);
             if count > 0 {
                 kcalls.push_str(&format!("{}={} ", kcall.name(), count));
             }
         }
         kcalls.push_str("| ");
         for (name, count) in [
-            ("page_fault", app.entries.page_faults),
-            ("interrupt", app.entries.interrupts),
-            ("exception", app.entries.exceptions),
-            ("unknown_kcall", app.entries.unknown_kcalls),
+            (
+                "page_fault",
+                app.entries.page_faults.load(Ordering::Relaxed),
+            ),
+            ("interrupt", app.entries.interrupts.load(Ordering::Relaxed)),
+            ("exception", app.entries.exceptions.load(Ordering::Relaxed)),
+            (
+                "unknown_kcall",
+                app.entries.unknown_kcalls.load(Ordering::Relaxed),
+            ),
         ] {
             if count > 0 {
                 kcalls.push_str(&format!("{name}={count} "));

@@ -3,30 +3,33 @@
 
 use crate::mm::{self, FrameAccount, KernelStack, UserAccess};
 use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::bundle::{AppSpec, RestartPolicy};
 use lite_abi::kcall::KCALL_COUNT;
 use lite_abi::layout::{AppSlot, PAGE_SIZE};
 
-/// Entries into ring 0, by cause.
-#[derive(Debug, Clone, Copy, Default)]
+/// Entries into ring 0, by cause. Atomics, so the entry paths count through a shared pointer
+/// to the running app's counters without taking the scheduler lock (see `apps::count_entry`).
+#[derive(Debug, Default)]
 pub struct EntryCounts {
-    pub kcalls: [u64; KCALL_COUNT],
-    pub unknown_kcalls: u64,
-    pub page_faults: u64,
-    pub exceptions: u64,
-    pub interrupts: u64,
+    pub kcalls: [AtomicU64; KCALL_COUNT],
+    pub unknown_kcalls: AtomicU64,
+    pub page_faults: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub interrupts: AtomicU64,
 }
 
 impl EntryCounts {
-    pub fn count(&mut self, entry: super::Entry) {
+    pub fn count(&self, entry: super::Entry) {
         use super::Entry;
-        match entry {
-            Entry::Kcall(kcall) => self.kcalls[kcall as usize] += 1,
-            Entry::UnknownKcall => self.unknown_kcalls += 1,
-            Entry::PageFault => self.page_faults += 1,
-            Entry::Exception => self.exceptions += 1,
-            Entry::Interrupt => self.interrupts += 1,
-        }
+        let counter = match entry {
+            Entry::Kcall(kcall) => &self.kcalls[kcall as usize],
+            Entry::UnknownKcall => &self.unknown_kcalls,
+            Entry::PageFault => &self.page_faults,
+            Entry::Exception => &self.exceptions,
+            Entry::Interrupt => &self.interrupts,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -15,13 +15,13 @@ use crate::loader::LoadedImage;
 use crate::{console, cpu, kprintln, machine, mm, timer};
 use alloc::string::String;
 use alloc::vec::Vec;
-use app::App;
-use core::sync::atomic::{AtomicU64, Ordering};
+use app::{App, EntryCounts};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use lite_abi::bundle::Bundle;
 use lite_abi::exit::ImageOutcome;
 use lite_abi::kcall::{Events, Kcall, ReportedFault};
 use lite_abi::layout::{INFO_PAGE_ADDR, MAX_APPS};
-use lite_core::schedule::{AfterEnd, AppEnd, Policy, RunState, Wait};
+use lite_core::schedule::{AfterEnd, AppEnd, Policy, Wait};
 use spin::Mutex;
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::FsBase;
@@ -36,6 +36,10 @@ struct Scheduler {
     policy: Policy,
     entry: u64,
     started_tsc: u64,
+    /// The TSC when the running app got the CPU.
+    running_since: u64,
+    /// An app whose run just ended, for the scheduler loop to clean up off its stacks.
+    just_ended: Option<usize>,
     /// Frames in use before the first app started: what remains when all have ended.
     frames_before_apps: u64,
 }
@@ -45,6 +49,10 @@ static SCHEDULER: Mutex<Option<Scheduler>> = Mutex::new(None);
 /// because a switch writes one while it moves to another stack.
 static APP_RSP: [AtomicU64; MAX_APPS] = [const { AtomicU64::new(0) }; MAX_APPS];
 static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
+/// The app on the CPU (`usize::MAX`: none) and its entry counters, set by the scheduler loop
+/// around each switch, so the hot entry paths (a kcall, a timer tick) need no lock to find them.
+static RUNNING_APP: AtomicUsize = AtomicUsize::new(usize::MAX);
+static RUNNING_ENTRIES: AtomicPtr<EntryCounts> = AtomicPtr::new(core::ptr::null_mut());
 
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let mut scheduler = SCHEDULER.lock();
@@ -158,42 +166,38 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
         policy,
         entry: image.entry,
         started_tsc: timer::rdtsc(),
+        running_since: 0,
+        just_ended: None,
         frames_before_apps,
     });
     scheduler_loop()
 }
 
+/// Runs on the boot stack: cleans up after an app that ended, picks the next ready app, or
+/// idles. An app that yields, blocks or is preempted switches straight to the next ready app
+/// ([`leave_cpu`]); only an end, or nothing else to run, comes back here.
 fn scheduler_loop() -> ! {
     loop {
         let next = with_scheduler(|scheduler| {
-            scheduler.wake_due();
+            if let Some(index) = scheduler.just_ended.take() {
+                scheduler.after_end(index);
+            }
+            let now = timer::rdtsc();
+            scheduler.wake_due(now);
             let next = scheduler.policy.pick_next()?;
-            let app = &scheduler.apps[next];
-            cpu::set_kernel_stack(app.kernel_stack.top);
-            FsBase::write(VirtAddr::new(app.slot.heap_base));
+            scheduler.switch_in(next, now);
             Some(next)
         });
         match next {
-            Some(index) => {
-                let switched_in = timer::rdtsc();
-                // SAFETY: the app's saved stack pointer was prepared by `start` or saved by
-                // `switch_context` when it last left the CPU; its kernel stack lives as long as
-                // kernel-lite, and interrupts are off.
-                unsafe {
-                    switch_context(
-                        SCHEDULER_RSP.as_ptr(),
-                        APP_RSP[index].load(Ordering::Relaxed),
-                    )
-                };
-                let ran = timer::rdtsc() - switched_in;
-                with_scheduler(|scheduler| {
-                    scheduler.policy.left_cpu();
-                    scheduler.apps[index].cpu_ticks += ran;
-                    if let RunState::Ended(_) = scheduler.policy.state(index) {
-                        scheduler.after_end(index);
-                    }
-                });
-            }
+            // SAFETY: the app's saved stack pointer was prepared by `start` or saved by
+            // `switch_context` when it last left the CPU; its kernel stack lives as long as
+            // kernel-lite, and interrupts are off.
+            Some(index) => unsafe {
+                switch_context(
+                    SCHEDULER_RSP.as_ptr(),
+                    APP_RSP[index].load(Ordering::Relaxed),
+                )
+            },
             None => {
                 let (all_ended, wakeup) = with_scheduler(|scheduler| {
                     (scheduler.policy.all_ended(), scheduler.policy.next_wakeup())
@@ -209,6 +213,28 @@ fn scheduler_loop() -> ! {
 }
 
 impl Scheduler {
+    /// Gives `index` the CPU: its kernel stack for traps and kcalls, its FS base, and the
+    /// lock-free pointers the entry paths use.
+    fn switch_in(&mut self, index: usize, now: u64) {
+        let app = &self.apps[index];
+        cpu::set_kernel_stack(app.kernel_stack.top);
+        FsBase::write(VirtAddr::new(app.slot.heap_base));
+        RUNNING_APP.store(index, Ordering::Relaxed);
+        RUNNING_ENTRIES.store(
+            core::ptr::from_ref(&app.entries).cast_mut(),
+            Ordering::Relaxed,
+        );
+        self.running_since = now;
+    }
+
+    /// The running app `index` leaves the CPU (its policy state already set): count its time.
+    fn switch_out(&mut self, index: usize, now: u64) {
+        self.apps[index].cpu_ticks += now - self.running_since;
+        self.policy.left_cpu();
+        RUNNING_APP.store(usize::MAX, Ordering::Relaxed);
+        RUNNING_ENTRIES.store(core::ptr::null_mut(), Ordering::Relaxed);
+    }
+
     /// The app on the CPU; only called while one runs (from its kcalls and faults).
     fn running(&mut self) -> &mut App {
         let index = self.policy.running().expect("an app is running");
@@ -216,9 +242,12 @@ impl Scheduler {
     }
 
     /// Wakes what is due; an app whose restart is due gets a fresh entry frame.
-    fn wake_due(&mut self) {
+    fn wake_due(&mut self, now: u64) {
+        if !self.policy.maybe_due(now) {
+            return;
+        }
         let (apps, entry) = (&mut self.apps, self.entry);
-        self.policy.wake_due(timer::rdtsc(), |index, used| {
+        self.policy.wake_due(now, |index, used| {
             let app = &mut apps[index];
             kprintln!(
                 "kernel-lite: restarting app '{}' (restart {used} of {})",
@@ -259,20 +288,39 @@ impl Scheduler {
     }
 }
 
-/// Leaves the CPU to the scheduler loop after the current app's state has been set.
-fn switch_to_scheduler(index: usize) {
-    // SAFETY: the scheduler's stack pointer was saved when it switched to this app, its stack
-    // (the boot stack) is always mapped, and kernel-lite runs with interrupts off.
-    unsafe {
-        switch_context(
-            APP_RSP[index].as_ptr(),
-            SCHEDULER_RSP.load(Ordering::Relaxed),
-        )
+impl Scheduler {
+    /// The running app `index` leaves the CPU, its policy state already set (ready after a
+    /// yield, blocked in a wait): picks who runs next, under the caller's lock. See
+    /// [`switch_away`].
+    fn hand_over(&mut self, index: usize) -> Option<usize> {
+        let now = timer::rdtsc();
+        self.switch_out(index, now);
+        self.wake_due(now);
+        let next = self.policy.pick_next()?;
+        self.switch_in(next, now);
+        Some(next)
+    }
+}
+
+/// Switches from app `index` to `next` as [`Scheduler::hand_over`] chose: straight to the next
+/// app's kernel stack (one switch), or to the scheduler loop to idle when none is ready.
+/// Returns when `index` runs again.
+fn switch_away(index: usize, next: Option<usize>) {
+    let load = match next {
+        Some(next) if next == index => return,
+        Some(next) => APP_RSP[next].load(Ordering::Relaxed),
+        None => SCHEDULER_RSP.load(Ordering::Relaxed),
     };
+    // SAFETY: `load` was saved by `switch_context` (or prepared by `start`) for a context that is
+    // not running: another app's kernel stack, or the scheduler loop's boot stack, all of which
+    // live as long as kernel-lite; interrupts are off.
+    unsafe { switch_context(APP_RSP[index].as_ptr(), load) };
 }
 
 fn current() -> usize {
-    with_scheduler(|scheduler| scheduler.policy.running()).expect("an app is running")
+    let index = RUNNING_APP.load(Ordering::Relaxed);
+    assert_ne!(index, usize::MAX, "an app is running");
+    index
 }
 
 /// Why ring 3 entered ring 0.
@@ -292,57 +340,72 @@ pub enum Entry {
 /// Counts an entry into ring 0 against the running app. `user_ac`: the app had RFLAGS.AC set;
 /// the entry path cleared it, which is checked here (SMAP must hold for ring 0).
 pub fn count_entry(entry: Entry, user_ac: bool) {
+    let counts = RUNNING_ENTRIES.load(Ordering::Relaxed);
+    if counts.is_null() {
+        return;
+    }
+    // SAFETY: the pointer is to the running app's counters inside the scheduler's app table,
+    // which is never resized or freed once apps run; it is cleared when the app leaves the CPU.
+    // The counters are atomics, so a shared reference beside the scheduler's own is sound.
+    unsafe { &*counts }.count(entry);
+    if user_ac {
+        note_user_ac();
+    }
+}
+
+/// The running app entered ring 0 with RFLAGS.AC set: check that ring 0 runs with it clear, and
+/// say so once per app.
+#[cold]
+fn note_user_ac() {
+    if x86_64::registers::rflags::read()
+        .contains(x86_64::registers::rflags::RFlags::ALIGNMENT_CHECK)
+    {
+        kprintln!("kernel-lite: FATAL: RFLAGS.AC still set in ring 0: SMAP bypassed");
+        machine::exit(ImageOutcome::KernelPanic);
+    }
     with_scheduler(|scheduler| {
-        let Some(index) = scheduler.policy.running() else {
-            return;
-        };
-        let app = &mut scheduler.apps[index];
-        app.entries.count(entry);
-        if user_ac {
-            if x86_64::registers::rflags::read()
-                .contains(x86_64::registers::rflags::RFlags::ALIGNMENT_CHECK)
-            {
-                kprintln!("kernel-lite: FATAL: RFLAGS.AC still set in ring 0: SMAP bypassed");
-                machine::exit(ImageOutcome::KernelPanic);
-            }
-            if !app.saw_user_ac {
-                app.saw_user_ac = true;
-                kprintln!(
-                    "kernel-lite: app '{}' entered ring 0 with RFLAGS.AC set; ring 0 runs with it \
-                     clear (SMAP holds)",
-                    app.name
-                );
-            }
+        let app = scheduler.running();
+        if !app.saw_user_ac {
+            app.saw_user_ac = true;
+            kprintln!(
+                "kernel-lite: app '{}' entered ring 0 with RFLAGS.AC set; ring 0 runs with it \
+                 clear (SMAP holds)",
+                app.name
+            );
         }
     });
 }
 
 /// Writes the running app's console output (see [`console::write_app`]).
 pub fn console_write(bytes: &[u8]) {
-    with_scheduler(|scheduler| {
-        if let Some(index) = scheduler.policy.running() {
-            console::write_app(index, &scheduler.apps[index].name, bytes);
-        }
-    });
+    let index = current();
+    with_scheduler(|scheduler| console::write_app(index, &scheduler.apps[index].name, bytes));
 }
 
 /// The running app gives up the CPU but stays ready.
 pub fn yield_current() {
     let index = current();
-    with_scheduler(|scheduler| scheduler.policy.yield_running());
-    switch_to_scheduler(index);
+    let next = with_scheduler(|scheduler| {
+        scheduler.policy.yield_running();
+        scheduler.hand_over(index)
+    });
+    switch_away(index, next);
 }
 
 /// The running app sleeps until the TSC reaches `deadline_tsc` or one of `events` is pending;
 /// returns (and clears) the pending events of the mask.
 pub fn wait(deadline_tsc: u64, events: Events) -> Events {
     let index = current();
-    let outcome =
-        with_scheduler(|scheduler| scheduler.policy.wait(deadline_tsc, events, timer::rdtsc()));
+    let outcome = with_scheduler(|scheduler| {
+        match scheduler.policy.wait(deadline_tsc, events, timer::rdtsc()) {
+            Wait::Now(ready) => Ok(ready),
+            Wait::Blocked => Err(scheduler.hand_over(index)),
+        }
+    });
     match outcome {
-        Wait::Now(ready) => ready,
-        Wait::Blocked => {
-            switch_to_scheduler(index);
+        Ok(ready) => ready,
+        Err(next) => {
+            switch_away(index, next);
             with_scheduler(|scheduler| scheduler.policy.take_events(index, events))
         }
     }
@@ -396,8 +459,18 @@ fn end_current(end: AppEnd) -> ! {
         if end == AppEnd::Faulted {
             scheduler.apps[index].faults += 1;
         }
+        scheduler.switch_out(index, timer::rdtsc());
+        scheduler.just_ended = Some(index);
     });
-    switch_to_scheduler(index);
+    // The scheduler loop returns its memory: nothing may run on its stacks meanwhile.
+    // SAFETY: the scheduler loop's context was saved when it last switched to an app and its
+    // stack (the boot stack) is always mapped; interrupts are off.
+    unsafe {
+        switch_context(
+            APP_RSP[index].as_ptr(),
+            SCHEDULER_RSP.load(Ordering::Relaxed),
+        )
+    };
     unreachable!("an ended app is never resumed");
 }
 

@@ -99,6 +99,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         tsc_hz / 1_000_000
     );
     devices::rtc::check_and_report();
+    devices::msix_check::check_and_report(devices);
     kcall::init();
     kprintln!("kernel-lite: kcall gate: {}", cpu::gate_registers());
 

@@ -3,9 +3,9 @@
 //! the MADT's overrides, or any GSI) or an MSI/MSI-X message aimed at the boot CPU's local
 //! APIC.
 //!
-//! A driver's sequence: [`allocate_vector`], [`bind`], then either [`route_isa_irq`] /
-//! [`route_gsi`] and [`set_masked`]`(gsi, false)`, or [`msi_message`] written into the device's
-//! MSI-X table (see `pci::PciFunction::msix_table`). Handlers run in interrupt context with
+//! A driver's sequence: [`allocate_vector`], [`bind`], then either [`route_isa_irq`] and
+//! [`set_masked`]`(gsi, false)`, or [`msi_message`] written into the device's MSI-X table (see
+//! `pci::PciFunction::msix_table`), and [`free_vector`] when done. Handlers run in interrupt context with
 //! interrupts off, on whichever kernel stack was current; they must be short and must not
 //! block. The local APIC's EOI is sent after the handler returns.
 
@@ -24,10 +24,6 @@ pub const DEVICE_VECTORS: usize = 32;
 pub struct Vector(u8);
 
 impl Vector {
-    pub fn number(self) -> u8 {
-        self.0
-    }
-
     fn slot(self) -> usize {
         usize::from(self.0 - FIRST_DEVICE_VECTOR)
     }
@@ -82,8 +78,6 @@ pub struct Router {
     overrides: Vec<InterruptOverride>,
     allocated: u32,
     bindings: [Option<Binding>; DEVICE_VECTORS],
-    /// Interrupts that arrived on a vector with no handler.
-    unhandled: u64,
 }
 
 impl Router {
@@ -98,12 +92,7 @@ impl Router {
             overrides,
             allocated: 0,
             bindings: [None; DEVICE_VECTORS],
-            unhandled: 0,
         }
-    }
-
-    pub fn io_apics(&self) -> &[IoApic] {
-        &self.io_apics
     }
 
     fn check(&self, vector: Vector) -> Result<(), IrqError> {
@@ -213,16 +202,6 @@ pub fn route_isa_irq(irq: u8, vector: Vector) -> Result<IsaRoute, IrqError> {
     })
 }
 
-/// Routes `gsi` to `vector` with the given line shape; the input stays masked.
-pub fn route_gsi(
-    gsi: u32,
-    vector: Vector,
-    polarity: Polarity,
-    trigger: Trigger,
-) -> Result<(), IrqError> {
-    with_router(|router| router.route(gsi, vector, polarity, trigger))
-}
-
 /// Masks or unmasks the I/O APIC input of `gsi`.
 pub fn set_masked(gsi: u32, masked: bool) -> Result<(), IrqError> {
     with_router(|router| router.set_masked(gsi, masked))
@@ -237,28 +216,19 @@ pub fn msi_message(vector: Vector) -> Result<MsiMessage, IrqError> {
     })
 }
 
-/// Interrupts that arrived on a device vector with no handler bound, so far.
-pub fn unhandled() -> u64 {
-    super::get().map_or(0, |devices| devices.router.lock().unhandled)
-}
-
 /// Runs the handler bound to device vector `vector`, then signals the end of the interrupt.
 /// Called by the IDT's device-vector entries.
 pub fn dispatch(vector: u8) {
     let Some(devices) = super::get() else {
         return;
     };
-    let binding = {
-        let mut router = devices.router.lock();
-        let slot = usize::from(vector.wrapping_sub(FIRST_DEVICE_VECTOR));
-        let binding = router.bindings.get(slot).copied().flatten();
-        if binding.is_none() {
-            router.unhandled += 1;
+    let slot = usize::from(vector.wrapping_sub(FIRST_DEVICE_VECTOR));
+    let binding = devices.router.lock().bindings.get(slot).copied().flatten();
+    match binding {
+        Some(binding) => (binding.handler)(binding.context),
+        None => {
+            crate::kprintln!("kernel-lite: interrupt on vector {vector:#x}, which has no handler")
         }
-        binding
-    };
-    if let Some(binding) = binding {
-        (binding.handler)(binding.context);
     }
     if let Some(local_apic) = devices.local_apic() {
         local_apic.end_of_interrupt();

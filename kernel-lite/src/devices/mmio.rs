@@ -200,10 +200,6 @@ impl Mmio {
         self.physical
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     fn at<T>(&self, offset: u64) -> *mut T {
         let size = core::mem::size_of::<T>() as u64;
         assert!(

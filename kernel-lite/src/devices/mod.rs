@@ -10,6 +10,7 @@ pub mod acpi;
 pub mod apic;
 pub mod irq;
 pub mod mmio;
+pub mod msix_check;
 pub mod pci;
 pub mod rtc;
 
@@ -26,7 +27,6 @@ use spin::{Mutex, Once};
 /// The machine's devices as found at boot.
 pub struct Devices {
     window: PhysicalWindow,
-    platform: Platform,
     local_apic: Option<LocalApic>,
     router: Mutex<Router>,
     pci: Vec<PciFunction>,
@@ -43,10 +43,6 @@ impl Devices {
     /// The physical-memory window, to map a device's registers ([`PhysicalWindow::map_device`]).
     pub fn window(&self) -> &PhysicalWindow {
         &self.window
-    }
-
-    pub fn platform(&self) -> &Platform {
-        &self.platform
     }
 
     /// The boot CPU's local APIC, when it is in use (else the PIT and the 8259s are).
@@ -123,11 +119,14 @@ pub fn init(
     }
     let pci = pci::enumerate(&window, &platform.ecam);
     let router = Router::new(local_apic.map(|apic| apic.id()), io_apics, overrides);
-    DEVICES.call_once(|| Devices {
+    let devices = DEVICES.call_once(|| Devices {
         window,
-        platform,
         local_apic,
         router: Mutex::new(router),
         pci,
-    })
+    });
+    for function in devices.pci() {
+        kprintln!("kernel-lite: pci {function}");
+    }
+    devices
 }

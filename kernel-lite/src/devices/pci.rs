@@ -51,14 +51,6 @@ impl fmt::Display for PciError {
 }
 
 impl PciFunction {
-    pub fn read_config32(&self, offset: u64) -> u32 {
-        self.config.read32(offset)
-    }
-
-    pub fn write_config32(&self, offset: u64, value: u32) {
-        self.config.write32(offset, value)
-    }
-
     pub fn read_config16(&self, offset: u64) -> u16 {
         self.config.read16(offset)
     }
@@ -156,14 +148,6 @@ pub struct MsixTable {
 }
 
 impl MsixTable {
-    pub fn len(&self) -> u16 {
-        self.msix.table_size
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.msix.table_size == 0
-    }
-
     /// Points entry `index` at `message` (leaving its mask as it is); `false` past the end.
     pub fn set(&self, index: u16, message: MsiMessage) -> bool {
         let Some(at) = self.msix.entry_offset(index) else {
@@ -193,7 +177,7 @@ impl MsixTable {
     }
 }
 
-/// Walks every ECAM region from its first bus, following bridges; prints a line per function.
+/// Walks every ECAM region from its first bus, following bridges.
 pub fn enumerate(window: &PhysicalWindow, regions: &[EcamRegion]) -> Vec<PciFunction> {
     let mut functions = Vec::new();
     for region in regions {
@@ -217,9 +201,6 @@ pub fn enumerate(window: &PhysicalWindow, regions: &[EcamRegion]) -> Vec<PciFunc
             &mut scanned,
             &mut functions,
         );
-    }
-    for function in &functions {
-        kprintln!("kernel-lite: pci {function}");
     }
     functions
 }
@@ -271,7 +252,7 @@ fn read_function(segment: u16, address: FunctionAddress, config: Mmio) -> Option
         return None;
     }
     let mut bytes = [0u8; CONFIG_BYTES];
-    for (index, word) in bytes.chunks_exact_mut(4).enumerate() {
+    for (index, word) in bytes.as_chunks_mut::<4>().0.iter_mut().enumerate() {
         word.copy_from_slice(&config.read32(index as u64 * 4).to_le_bytes());
     }
     let identity = Identity::parse(&bytes)?;

@@ -575,19 +575,18 @@ pub fn mcfg_regions(table: Table<'_>) -> Result<impl Iterator<Item = EcamRegion>
         return Err(AcpiError::Truncated { signature: MCFG });
     }
     let entries = &body[8..];
-    for (index, entry) in entries.chunks_exact(MCFG_ENTRY_BYTES).enumerate() {
+    let (entries, _) = entries.as_chunks::<MCFG_ENTRY_BYTES>();
+    for (index, entry) in entries.iter().enumerate() {
         if entry[11] < entry[10] {
             return Err(AcpiError::BadMcfgEntry { index });
         }
     }
-    Ok(entries
-        .chunks_exact(MCFG_ENTRY_BYTES)
-        .map(|entry| EcamRegion {
-            base: le64(entry, 0).unwrap_or(0),
-            segment: le16(entry, 8).unwrap_or(0),
-            bus_start: entry[10],
-            bus_end: entry[11],
-        }))
+    Ok(entries.iter().map(|entry| EcamRegion {
+        base: le64(entry, 0).unwrap_or(0),
+        segment: le16(entry, 8).unwrap_or(0),
+        bus_start: entry[10],
+        bus_end: entry[11],
+    }))
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ impl Bar {
     /// probe); for a 64-bit BAR, `high` and `probe_high` are the next slot's, else ignored.
     /// `None` when the BAR is not implemented (the probe reads back no writable address bit).
     pub fn decode(raw: u32, high: u32, probe: u32, probe_high: u32) -> Option<Bar> {
-        let lowest_bit = |mask: u64| (mask != 0).then(|| mask & mask.wrapping_neg());
+        let lowest_bit = |mask: u64| (mask != 0).then(|| mask.isolate_lowest_one());
         match BarKind::of(raw) {
             BarKind::Io => {
                 let size = lowest_bit(u64::from(probe & !0b11))?;

@@ -181,6 +181,7 @@ pub fn idle_until(wakeup: Option<u64>) {
         Some(deadline) => {
             let now = rdtsc();
             if deadline <= now {
+                apic.timer_one_shot(*tick_count);
                 return;
             }
             let tsc_hz = TSC_HZ.load(Ordering::Relaxed);

@@ -112,12 +112,12 @@ impl Router {
         Ok(Vector(FIRST_DEVICE_VECTOR + slot as u8))
     }
 
-    /// Masks every I/O APIC input aimed at `vector`, unbinds it and returns it to the pool.
+    /// Clears every I/O APIC input aimed at `vector`, unbinds it and returns it to the pool.
     fn free(&mut self, vector: Vector) {
         for io_apic in &mut self.io_apics {
             for pin in 0..io_apic.inputs {
                 let entry = io_apic.get(pin);
-                if entry.vector == vector.0 && !entry.masked {
+                if entry.vector == vector.0 {
                     io_apic.set(pin, Redirection::unused());
                 }
             }

@@ -179,9 +179,9 @@ impl PhysicalMemory for PhysicalWindow {
         if !self.contains(address, len as u64) {
             return None;
         }
-        // SAFETY: the range lies inside the window, which maps all of it readable for the
-        // kernel's whole life; firmware tables are in regions the frame allocator never hands
-        // out, so nothing writes them while this borrow lives.
+        // SAFETY: (1) the range lies inside the window, which maps all of it readable for the
+        // kernel's whole life; (2) firmware tables lie in regions the frame allocator never
+        // hands out, so nothing writes them while this borrow lives.
         Some(unsafe { core::slice::from_raw_parts((self.offset + address) as *const u8, len) })
     }
 }

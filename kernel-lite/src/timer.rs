@@ -83,12 +83,14 @@ pub fn init(local_apic: Option<&LocalApic>) -> (u64, TimerSource) {
         TimerSource::LocalApic {
             apic, tick_count, ..
         } => apic.timer_one_shot(tick_count),
-        TimerSource::Pit => start_pit(),
+        TimerSource::Pit => start_pit(local_apic),
     }
     (tsc_hz, source)
 }
 
-fn start_pit() {
+/// Starts the PIT at [`TICK_HZ`]; where a local APIC is enabled (with a timer too slow to use),
+/// the 8259 reaches the CPU through its LINT0 again.
+fn start_pit(local_apic: Option<&LocalApic>) {
     let divisor = (PIT_HZ / TICK_HZ) as u16;
     let mut command = Port::<u8>::new(0x43);
     let mut channel0 = Port::<u8>::new(0x40);
@@ -98,6 +100,9 @@ fn start_pit() {
         command.write(0b0011_0100);
         channel0.write(divisor as u8);
         channel0.write((divisor >> 8) as u8);
+    }
+    if let Some(apic) = local_apic {
+        apic.accept_legacy_pic();
     }
     interrupts::unmask_pit();
 }

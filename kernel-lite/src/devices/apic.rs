@@ -171,6 +171,13 @@ impl LocalApic {
     pub fn timer_stop(&self) {
         self.registers.write32(REG_TIMER_INITIAL, 0);
     }
+
+    /// Lets the 8259 PIC's interrupts in through LINT0 (ExtINT, the "virtual wire"), for the
+    /// PIT fallback; they are acknowledged at the PIC, not here.
+    pub fn accept_legacy_pic(&self) {
+        const LVT_EXTINT: u32 = 0b111 << 8;
+        self.registers.write32(REG_LVT_LINT0, LVT_EXTINT);
+    }
 }
 
 /// One I/O APIC: its inputs serve GSIs `gsi_base..gsi_base + inputs`.

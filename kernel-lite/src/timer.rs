@@ -107,8 +107,12 @@ fn start_pit(local_apic: Option<&LocalApic>) {
     interrupts::unmask_pit();
 }
 
-/// Counts TSC ticks, and the local APIC timer's counts where there is one, over a known number
-/// of PIT channel-2 ticks (polled, interrupts off). Returns both rates per second.
+/// Counts TSC ticks, and the local APIC timer's counts where there is one, over about 50 ms of
+/// PIT channel 2 (polled, interrupts off). Returns both rates per second.
+///
+/// The PIT ticks really elapsed are read from channel 2's own count, latched right after the
+/// start and the end are taken: a poll that sees the end late (the emulator's thread was
+/// descheduled, say) then lengthens the window it measures instead of inflating the rates.
 fn calibrate(local_apic: Option<&LocalApic>) -> (u64, Option<u64>) {
     let mut gate = Port::<u8>::new(0x61);
     let mut command = Port::<u8>::new(0x43);
@@ -117,34 +121,54 @@ fn calibrate(local_apic: Option<&LocalApic>) -> (u64, Option<u64>) {
     if let Some(apic) = local_apic {
         apic.timer_start_free_running();
     }
-    // SAFETY: port 0x61 bit 0 gates PIT channel 2 and bit 1 the speaker (kept off); channel 2 in
-    // mode 0 raises its output (bit 5 of port 0x61) when the count runs out. Nothing else uses
-    // channel 2.
-    let (elapsed, apic_counts) = unsafe {
+    // SAFETY: (1) port 0x61 bit 0 gates PIT channel 2 and bit 1 the speaker (kept off);
+    // (2) channel 2 in mode 0 raises its output (bit 5 of port 0x61) when the count runs out,
+    // then counts on down from 0xffff; (3) nothing else uses channel 2.
+    let (elapsed_tsc, pit_ticks, apic_counts) = unsafe {
         let value = gate.read();
         gate.write((value & !0x02) & !0x01);
         command.write(0b1011_0000);
         channel2.write(count as u8);
         channel2.write((count >> 8) as u8);
         let value = gate.read();
-        let apic_start = local_apic.map(LocalApic::timer_count);
         gate.write(value | 0x01);
         let start = rdtsc();
+        let apic_start = local_apic.map(LocalApic::timer_count);
+        let left_at_start = channel2_count();
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        let elapsed = rdtsc() - start;
+        let end = rdtsc();
         let apic_end = local_apic.map(LocalApic::timer_count);
+        let past_the_end = channel2_count().wrapping_neg();
         let value = gate.read();
         gate.write(value & !0x01);
-        (elapsed, apic_start.zip(apic_end))
+        let pit_ticks = u64::from(left_at_start) + u64::from(past_the_end);
+        (end - start, pit_ticks, apic_start.zip(apic_end))
     };
     if let Some(apic) = local_apic {
         apic.timer_stop();
     }
-    let apic_hz =
-        apic_counts.map(|(start, end)| timer_hz(start, end, CALIBRATION_PIT_TICKS, PIT_HZ));
-    (elapsed * PIT_HZ / CALIBRATION_PIT_TICKS, apic_hz)
+    // A count that makes no sense (an emulator without the latch) falls back to the window.
+    let pit_ticks = if (CALIBRATION_PIT_TICKS / 2..CALIBRATION_PIT_TICKS * 2).contains(&pit_ticks) {
+        pit_ticks
+    } else {
+        CALIBRATION_PIT_TICKS
+    };
+    let apic_hz = apic_counts.map(|(start, end)| timer_hz(start, end, pit_ticks, PIT_HZ));
+    (elapsed_tsc * PIT_HZ / pit_ticks, apic_hz)
+}
+
+/// PIT channel 2's count, latched so that its two bytes belong together.
+fn channel2_count() -> u16 {
+    let mut command = Port::<u8>::new(0x43);
+    let mut channel2 = Port::<u8>::new(0x42);
+    // SAFETY: the latch command (0x80) freezes channel 2's count for one two-byte read and
+    // changes nothing else; only `calibrate` uses channel 2, and it calls this.
+    unsafe {
+        command.write(0b1000_0000);
+        u16::from_le_bytes([channel2.read(), channel2.read()])
+    }
 }
 
 /// TSC ticks per millisecond.

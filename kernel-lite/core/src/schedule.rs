@@ -404,6 +404,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sleeper_woken_by_a_tick_runs_before_the_app_it_preempts() {
+        let mut p = policy(2);
+        run(&mut p, |p| {
+            assert_eq!(p.wait(5, Events::NONE, 0), Wait::Blocked)
+        });
+        assert_eq!(p.pick_next(), Some(1));
+        assert!(p.on_tick(5), "the sleeper is due");
+        // The order kernel-lite follows: wake what is due, then requeue the preempted app.
+        p.wake_due(5, |_, _| unreachable!());
+        p.yield_running();
+        p.left_cpu();
+        assert_eq!(p.pick_next(), Some(0));
+    }
+
+    #[test]
     fn restarts_follow_the_policy_with_a_back_off() {
         let mut p = Policy::new([RestartPolicy::OnFailure { limit: 2 }], 10);
         let mut restarted = 0;

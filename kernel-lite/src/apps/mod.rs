@@ -289,13 +289,18 @@ impl Scheduler {
 }
 
 impl Scheduler {
-    /// The running app `index` leaves the CPU, its policy state already set (ready after a
-    /// yield, blocked in a wait): picks who runs next, under the caller's lock. See
-    /// [`switch_away`].
-    fn hand_over(&mut self, index: usize) -> Option<usize> {
+    /// The running app `index` leaves the CPU, staying ready behind any app that is due now
+    /// (`requeue`, a yield or preemption) or with its state already set (a wait): picks who
+    /// runs next, under the caller's lock. See [`switch_away`].
+    fn hand_over(&mut self, index: usize, requeue: bool) -> Option<usize> {
         let now = timer::rdtsc();
-        self.switch_out(index, now);
+        // Woken apps queue ahead of the one leaving: a sleeper whose deadline a tick found due
+        // runs next, not after the spinner's next quantum.
         self.wake_due(now);
+        if requeue {
+            self.policy.yield_running();
+        }
+        self.switch_out(index, now);
         let next = self.policy.pick_next()?;
         self.switch_in(next, now);
         Some(next)
@@ -385,10 +390,7 @@ pub fn console_write(bytes: &[u8]) {
 /// The running app gives up the CPU but stays ready.
 pub fn yield_current() {
     let index = current();
-    let next = with_scheduler(|scheduler| {
-        scheduler.policy.yield_running();
-        scheduler.hand_over(index)
-    });
+    let next = with_scheduler(|scheduler| scheduler.hand_over(index, true));
     switch_away(index, next);
 }
 
@@ -399,7 +401,7 @@ pub fn wait(deadline_tsc: u64, events: Events) -> Events {
     let outcome = with_scheduler(|scheduler| {
         match scheduler.policy.wait(deadline_tsc, events, timer::rdtsc()) {
             Wait::Now(ready) => Ok(ready),
-            Wait::Blocked => Err(scheduler.hand_over(index)),
+            Wait::Blocked => Err(scheduler.hand_over(index, false)),
         }
     });
     match outcome {

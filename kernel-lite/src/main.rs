@@ -87,6 +87,17 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         kprintln!("kernel-lite: fault stacks: {error}");
         machine::exit(ImageOutcome::KernelPanic)
     });
+    const DMA_CHECK_PAGES: u64 = 16;
+    match mm::dma::self_check(DMA_CHECK_PAGES) {
+        Ok(at) => kprintln!(
+            "kernel-lite: dma: {} KiB contiguous at {at:#x}, aligned, zeroed, returned",
+            DMA_CHECK_PAGES * 4
+        ),
+        Err(error) => {
+            kprintln!("kernel-lite: dma: {error}");
+            machine::exit(ImageOutcome::KernelPanic)
+        }
+    }
 
     let devices = devices::init(
         physical_offset,

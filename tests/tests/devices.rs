@@ -39,6 +39,9 @@ fn q35_devices_and_interrupts(firmware: Firmware) {
             "kernel-lite: acpi: MCFG: PCI ECAM at 0xb0000000, segment 0, buses 00-ff",
             "kernel-lite: local APIC 0 at 0xfee00000",
             "kernel-lite: I/O APIC 0 at 0xfec00000: GSI 0-23, all masked",
+            // DMA-able memory: a contiguous, aligned, zeroed run, returned when dropped.
+            "kernel-lite: dma: 64 KiB contiguous at 0x",
+            ", aligned, zeroed, returned",
             // PCI: the q35 host bridge and the ICH9 LPC/ISA bridge, with their classes.
             "kernel-lite: pci 00:00.0 8086:29c0 class 06.00 (host bridge)",
             "kernel-lite: pci 00:1f.0 8086:2918 class 06.01 (ISA bridge)",

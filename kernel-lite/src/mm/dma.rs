@@ -49,10 +49,61 @@ impl DmaRegion {
             )
         }
     }
+}
 
-    pub fn pages(&self) -> u64 {
-        self.pages
+/// What the boot self-check found wrong with a DMA run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaCheckError {
+    Frames(FrameError),
+    /// The run does not start on the alignment asked for.
+    Misaligned(PhysAddr),
+    /// A byte of a fresh run was not zero.
+    NotZeroed(PhysAddr),
+    /// Frames did not all come back when the run was dropped.
+    NotReturned {
+        before: u64,
+        after: u64,
+    },
+}
+
+impl core::fmt::Display for DmaCheckError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DmaCheckError::Frames(error) => write!(f, "{error}"),
+            DmaCheckError::Misaligned(at) => write!(f, "run at {at:#x} is misaligned"),
+            DmaCheckError::NotZeroed(at) => write!(f, "run at {at:#x} was not zeroed"),
+            DmaCheckError::NotReturned { before, after } => {
+                write!(
+                    f,
+                    "{before} frames in use before, {after} after the run was dropped"
+                )
+            }
+        }
     }
+}
+
+/// At boot, before any driver relies on it: takes a run of `pages` frames aligned to `pages`,
+/// checks it is aligned and zeroed, dirties it, and checks that dropping it returns every
+/// frame. Returns where the run was.
+pub fn self_check(pages: u64) -> Result<PhysAddr, DmaCheckError> {
+    let before = with_memory(|memory| memory.frames.in_use());
+    let at = {
+        let mut region = DmaRegion::allocate(pages, pages).map_err(DmaCheckError::Frames)?;
+        let at = region.physical();
+        if !at.is_aligned(pages * 4096) {
+            return Err(DmaCheckError::Misaligned(at));
+        }
+        if region.bytes().iter().any(|&byte| byte != 0) {
+            return Err(DmaCheckError::NotZeroed(at));
+        }
+        region.bytes().fill(0xa5);
+        at
+    };
+    let after = with_memory(|memory| memory.frames.in_use());
+    if after != before {
+        return Err(DmaCheckError::NotReturned { before, after });
+    }
+    Ok(at)
 }
 
 impl Drop for DmaRegion {

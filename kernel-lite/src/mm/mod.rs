@@ -9,10 +9,9 @@
 //! [`FrameAccount`], whose frames were promised when the bundle was admitted, so one app can
 //! never take what another was guaranteed, and running out is an error for the one that asked.
 
-mod dma;
+pub mod dma;
 mod frames;
 
-pub use dma::DmaRegion;
 pub use frames::{FrameAccount, FrameError};
 
 use frames::{Charged, Frames};
@@ -165,6 +164,21 @@ pub unsafe fn init(
     Ok(())
 }
 
+/// Maps `page` to `frame`, a frame nothing else uses, taking any page table from `tables`.
+fn map_fresh_frame(
+    page_table: &mut OffsetPageTable<'static>,
+    page: Page,
+    frame: PhysFrame,
+    flags: PageTableFlags,
+    parent_flags: PageTableFlags,
+    tables: &mut impl x86_64::structures::paging::FrameAllocator<Size4KiB>,
+) -> Result<x86_64::structures::paging::mapper::MapperFlush<Size4KiB>, MapToError<Size4KiB>> {
+    // SAFETY: the frame is fresh (callers allocate it just before) and, when the page is already
+    // mapped, `map_to` refuses: the mapping aliases nothing, so no existing reference is
+    // invalidated.
+    unsafe { page_table.map_to_with_table_flags(page, frame, flags, parent_flags, tables) }
+}
+
 /// kernel-lite starts only where NX is on (`cpu::enable_protection`), so W^X always holds.
 fn no_execute() -> PageTableFlags {
     PageTableFlags::NO_EXECUTE
@@ -223,8 +237,6 @@ impl Memory {
         let parent_flags = PageTableFlags::PRESENT
             | PageTableFlags::WRITABLE
             | (flags & PageTableFlags::USER_ACCESSIBLE);
-        // SAFETY (both calls): the frame is fresh and the page is unmapped: the mapping aliases
-        // nothing, so no existing reference is invalidated.
         let result = match account {
             Some(account) => {
                 let spent = FrameError::AccountSpent {
@@ -234,15 +246,14 @@ impl Memory {
                     frames: &mut self.frames,
                     account,
                 };
-                unsafe {
-                    self.page_table.map_to_with_table_flags(
-                        page,
-                        frame,
-                        flags,
-                        parent_flags,
-                        &mut charged,
-                    )
-                }
+                map_fresh_frame(
+                    &mut self.page_table,
+                    page,
+                    frame,
+                    flags,
+                    parent_flags,
+                    &mut charged,
+                )
                 .map_err(|error| map_error(error, page, spent))
             }
             None => {
@@ -250,15 +261,14 @@ impl Memory {
                     wanted: 1,
                     available: self.frames.available(),
                 };
-                unsafe {
-                    self.page_table.map_to_with_table_flags(
-                        page,
-                        frame,
-                        flags,
-                        parent_flags,
-                        &mut self.frames,
-                    )
-                }
+                map_fresh_frame(
+                    &mut self.page_table,
+                    page,
+                    frame,
+                    flags,
+                    parent_flags,
+                    &mut self.frames,
+                )
                 .map_err(|error| map_error(error, page, exhausted))
             }
         };

@@ -15,13 +15,12 @@
 use crate::apps::{self, Entry};
 use crate::cpu::{DEBUG_IST, DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
 use crate::devices::{self, apic, irq};
+use crate::fault::Exception;
 use crate::{cpu, kprintln, machine, timer};
-use core::fmt;
 use lite_abi::exit::ImageOutcome;
 use pic8259::ChainedPics;
 use spin::{Mutex, Once};
 use x86_64::PrivilegeLevel;
-use x86_64::registers::control::Cr2;
 use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
@@ -38,48 +37,6 @@ static PICS: Mutex<ChainedPics> = Mutex::new(
 );
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-/// A CPU exception as reported on the console.
-#[derive(Debug, Clone, Copy)]
-pub struct Exception {
-    pub vector: u8,
-    pub name: &'static str,
-    pub error_code: Option<u64>,
-    pub rip: u64,
-    pub cs: u16,
-    pub rsp: u64,
-    /// The faulting address, for page faults.
-    pub cr2: Option<u64>,
-}
-
-impl Exception {
-    fn ring(&self) -> u16 {
-        self.cs & 3
-    }
-}
-
-impl fmt::Display for Exception {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (vector {})", self.name, self.vector)?;
-        if let Some(address) = self.cr2 {
-            write!(f, " at address {address:#x}")?;
-        }
-        if let Some(code) = self.error_code {
-            write!(f, ", error code {code:#x}")?;
-            if self.vector == 14 {
-                write!(f, " ({:?})", PageFaultErrorCode::from_bits_truncate(code))?;
-            }
-        }
-        write!(
-            f,
-            ", RIP {:#x}, CS {:#x} (ring {}), RSP {:#x}",
-            self.rip,
-            self.cs,
-            self.ring(),
-            self.rsp
-        )
-    }
-}
-
 /// The first thing every handler does when it interrupted ring 3: clear AC (SMAP stays in force
 /// for ring 0 whatever ring 3 did to its flags) and count the entry. Returns whether the entry
 /// came from ring 3.
@@ -94,23 +51,6 @@ fn entered_from_user(frame: &InterruptStackFrame, entry: Entry) -> bool {
     true
 }
 
-fn exception(
-    vector: u8,
-    name: &'static str,
-    frame: &InterruptStackFrame,
-    error_code: Option<u64>,
-) -> Exception {
-    Exception {
-        vector,
-        name,
-        error_code,
-        rip: frame.instruction_pointer.as_u64(),
-        cs: frame.code_segment.0,
-        rsp: frame.stack_pointer.as_u64(),
-        cr2: (vector == 14).then(Cr2::read_raw),
-    }
-}
-
 fn on_exception(
     vector: u8,
     name: &'static str,
@@ -122,7 +62,7 @@ fn on_exception(
     } else {
         Entry::Exception
     };
-    let exception = exception(vector, name, frame, error_code);
+    let exception = Exception::from_frame(vector, name, frame, error_code);
     if entered_from_user(frame, entry) {
         if let (Some(address), Some(code)) = (exception.cr2, error_code)
             && apps::handle_user_page_fault(address, code)
@@ -202,7 +142,7 @@ extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
 /// A double fault means kernel-lite's own state is broken (ring 3 faults are taken one at a
 /// time and never nest): the machine ends, even when CS says ring 3.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    let exception = exception(8, "double fault", &frame, Some(code));
+    let exception = Exception::from_frame(8, "double fault", &frame, Some(code));
     kprintln!("kernel-lite: FATAL: {exception}; the machine stops");
     machine::exit(ImageOutcome::KernelPanic)
 }
@@ -210,7 +150,7 @@ extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) ->
 /// A machine check is the hardware reporting an error it could not correct: no app caused it
 /// and nothing may trust the machine's state after it, so the machine ends.
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    let exception = exception(18, "machine check", &frame, None);
+    let exception = Exception::from_frame(18, "machine check", &frame, None);
     kprintln!("kernel-lite: FATAL: {exception}: a hardware error; the machine stops");
     machine::exit(ImageOutcome::KernelPanic)
 }

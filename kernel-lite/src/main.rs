@@ -15,6 +15,7 @@ mod apps;
 mod console;
 mod cpu;
 mod devices;
+mod fault;
 mod interrupts;
 mod kcall;
 mod loader;

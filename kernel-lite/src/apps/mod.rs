@@ -10,7 +10,7 @@ mod accounting;
 mod admission;
 mod app;
 
-use crate::interrupts::Exception;
+use crate::fault::Exception;
 use crate::loader::LoadedImage;
 use crate::{console, cpu, kprintln, machine, mm, timer};
 use alloc::string::String;

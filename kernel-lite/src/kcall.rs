@@ -140,38 +140,47 @@ fn copy_in(address: u64, out: &mut [u8]) -> Result<(), KcallError> {
 fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
     match kcall {
         Kcall::Null => Ok(0),
-        Kcall::ConsoleWrite => {
-            let len = frame.rsi as usize;
-            if len > CONSOLE_WRITE_MAX {
-                return Err(KcallError::BadArgument);
-            }
-            // Small chunks keep the kernel stack small; the console keeps the line the app's.
-            let mut chunk = [0u8; 256];
-            let mut done = 0;
-            while done < len {
-                let part = (len - done).min(chunk.len());
-                copy_in(frame.rdi.wrapping_add(done as u64), &mut chunk[..part])?;
-                apps::console_write(&chunk[..part]);
-                done += part;
-            }
-            Ok(len as u64)
-        }
+        Kcall::ConsoleWrite => console_write(frame.rdi, frame.rsi),
         Kcall::Exit => apps::exit_current(frame.rdi as i64),
         Kcall::Yield => {
             apps::yield_current();
             Ok(0)
         }
         Kcall::Wait => Ok(apps::wait(frame.rdi, Events(frame.rsi)).0),
-        Kcall::ReportFault => {
-            let kind = ReportedFault::from_number(frame.rdi).ok_or(KcallError::BadArgument)?;
-            let mut message = [0u8; 512];
-            let len = (frame.rdx as usize).min(message.len());
-            copy_in(frame.rsi, &mut message[..len])?;
-            let text = match core::str::from_utf8(&message[..len]) {
-                Ok(text) => text,
-                Err(error) => core::str::from_utf8(&message[..error.valid_up_to()]).unwrap_or(""),
-            };
-            apps::end_current_for_report(kind, text)
-        }
+        Kcall::ReportFault => report_fault(frame.rdi, frame.rsi, frame.rdx),
     }
+}
+
+// The two kcalls with buffers live apart from `dispatch` so that the hot ones (null, yield,
+// wait) do not pay for their stack frame and saved registers.
+
+#[inline(never)]
+fn console_write(address: u64, len: u64) -> Result<u64, KcallError> {
+    let len = len as usize;
+    if len > CONSOLE_WRITE_MAX {
+        return Err(KcallError::BadArgument);
+    }
+    // Small chunks keep the kernel stack small; the console keeps the line the app's.
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < len {
+        let part = (len - done).min(chunk.len());
+        copy_in(address.wrapping_add(done as u64), &mut chunk[..part])?;
+        apps::console_write(&chunk[..part]);
+        done += part;
+    }
+    Ok(len as u64)
+}
+
+#[inline(never)]
+fn report_fault(kind: u64, address: u64, len: u64) -> Result<u64, KcallError> {
+    let kind = ReportedFault::from_number(kind).ok_or(KcallError::BadArgument)?;
+    let mut message = [0u8; 512];
+    let len = (len as usize).min(message.len());
+    copy_in(address, &mut message[..len])?;
+    let text = match core::str::from_utf8(&message[..len]) {
+        Ok(text) => text,
+        Err(error) => core::str::from_utf8(&message[..error.valid_up_to()]).unwrap_or(""),
+    };
+    apps::end_current_for_report(kind, text)
 }

@@ -4,7 +4,6 @@
 //! not scan every app. It decides; kernel-lite's
 //! `apps` module does (switches stacks, maps memory, prints). Times are TSC ticks.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use lite_abi::bundle::RestartPolicy;
 use lite_abi::kcall::Events;
@@ -49,6 +48,52 @@ struct Entry {
     restarts: u16,
 }
 
+/// A FIFO of app indices in a fixed ring whose size is a power of two at least the number of
+/// apps: each app is queued at most once, so it never fills, and a push or pop is a mask, a
+/// load and a store (the `VecDeque` it replaced checked for growth and wrapped with compares).
+#[derive(Debug, Clone)]
+struct ReadyQueue {
+    slots: Vec<u32>,
+    mask: usize,
+    head: usize,
+    len: usize,
+}
+
+impl ReadyQueue {
+    /// Apps `0..count`, all queued in order.
+    fn with_all(count: usize) -> ReadyQueue {
+        let size = count.max(1).next_power_of_two();
+        let mut slots = alloc::vec![0; size];
+        for (slot, app) in slots.iter_mut().zip(0..count as u32) {
+            *slot = app;
+        }
+        ReadyQueue {
+            slots,
+            mask: size - 1,
+            head: 0,
+            len: count,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, app: usize) {
+        debug_assert!(self.len < self.slots.len(), "an app queued twice");
+        self.slots[(self.head + self.len) & self.mask] = app as u32;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let app = self.slots[self.head & self.mask] as usize;
+        self.head = self.head.wrapping_add(1);
+        self.len -= 1;
+        Some(app)
+    }
+}
+
 /// What a `wait` comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -72,7 +117,7 @@ pub enum AfterEnd {
 pub struct Policy {
     apps: Vec<Entry>,
     /// Ready apps in the order they run; each at most once.
-    ready: VecDeque<usize>,
+    ready: ReadyQueue,
     current: Option<usize>,
     quantum: u32,
     quantum_left: u32,
@@ -95,7 +140,7 @@ impl Policy {
             })
             .collect();
         Policy {
-            ready: (0..apps.len()).collect(),
+            ready: ReadyQueue::with_all(apps.len()),
             apps,
             current: None,
             quantum,
@@ -108,7 +153,7 @@ impl Policy {
     #[inline]
     fn make_ready(&mut self, app: usize) {
         self.apps[app].state = RunState::Ready;
-        self.ready.push_back(app);
+        self.ready.push(app);
     }
 
     /// Whether anything may be due at `now` (cheap; exact only after a scan): when not,
@@ -178,7 +223,7 @@ impl Policy {
     #[inline]
     pub fn pick_next(&mut self) -> Option<usize> {
         debug_assert!(self.current.is_none(), "an app is still on the CPU");
-        let next = self.ready.pop_front()?;
+        let next = self.ready.pop()?;
         self.apps[next].state = RunState::Running;
         self.current = Some(next);
         self.quantum_left = self.quantum;
@@ -317,6 +362,21 @@ mod tests {
         f(policy);
         policy.left_cpu();
         app
+    }
+
+    #[test]
+    fn the_ready_queue_keeps_order_across_its_wrap() {
+        let mut queue = ReadyQueue::with_all(3);
+        assert_eq!(queue.slots.len(), 4);
+        let mut order = Vec::new();
+        for _ in 0..10 {
+            let app = queue.pop().unwrap();
+            order.push(app);
+            queue.push(app);
+        }
+        assert_eq!(order, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]);
+        while queue.pop().is_some() {}
+        assert_eq!(queue.pop(), None);
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! ```text
 //! 0x0000_0000_0040_0000  user image (libos + apps), linked here, segments R / RX / RW
 //! 0x0000_0000_1000_0000  info page(s), read-only for ring 3: TSC rate, the apps and their slots
-//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap][heap (quota)], 2 MiB-aligned
-//!                        app slot 1 right after it, and so on: slots are packed
+//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap][heap (quota)]
+//!                        app slot 1 right after it, and so on: slots are packed page by page
 //! 0xffff_8000_0000_0000  kernel-lite (supervisor-only): never reachable from ring 3
 //! ```
 //!
-//! Slots are packed at 2 MiB granularity, so each page table (2 MiB of mappings) serves one app
-//! alone and is returned with it, while the page directories above (1 GiB each) are shared by
-//! the small apps of one gigabyte and made once at boot.
+//! Slots are packed page by page, each starting with its stack's unmapped guard page, which
+//! also parts it from the heap of the slot before. Small apps share page tables (seven
+//! hello-sized apps to one 2 MiB table); kernel-lite makes every table over the slots once,
+//! at admission, so demand paging never allocates one.
 
 /// Where the user image is linked (its `build.rs` passes `--image-base` with this value).
 pub const USER_IMAGE_BASE: u64 = 0x40_0000;
@@ -23,8 +24,8 @@ pub const INFO_PAGE_ADDR: u64 = 0x1000_0000;
 pub const INFO_PAGE_BYTES: u64 = 0x20_0000;
 /// Where app slot 0 starts.
 pub const APP_SLOTS_BASE: u64 = 0x100_0000_0000;
-/// Every slot starts and ends on this boundary: one page table's reach.
-pub const SLOT_ALIGN: u64 = 0x20_0000;
+/// One page table's reach.
+pub const PAGE_TABLE_REACH: u64 = 0x20_0000;
 /// The most apps one image runs: far more than memory holds today (each app's guaranteed
 /// memory is reserved at boot), so the real limit is the machine's memory.
 pub const MAX_APPS: usize = 16384;
@@ -37,7 +38,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Where one app's stack and heap live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppSlot {
-    /// First byte of the slot (2 MiB-aligned): the stack's guard page.
+    /// First byte of the slot: the stack's guard page.
     pub base: u64,
     /// Lowest address of the stack (the page below it is an unmapped guard page).
     pub stack_bottom: u64,
@@ -47,7 +48,7 @@ pub struct AppSlot {
     pub heap_base: u64,
     /// Bytes of heap: the app's memory quota.
     pub heap_bytes: u64,
-    /// One past the slot's last byte (2 MiB-aligned): the next slot's base.
+    /// One past the slot's last byte (the heap's end): the next slot's base.
     pub end: u64,
 }
 
@@ -67,11 +68,14 @@ impl AppSlot {
     pub fn pages(&self) -> u64 {
         (self.stack_top - self.stack_bottom + self.heap_bytes) / PAGE_SIZE
     }
+}
 
-    /// Page tables (the last level) the slot can need: one per 2 MiB.
-    pub fn page_tables(&self) -> u64 {
-        (self.end - self.base) / SLOT_ALIGN
+/// Page tables (the last level) that map `start..end`: one per 2 MiB it touches.
+pub const fn page_tables_over(start: u64, end: u64) -> u64 {
+    if end <= start {
+        return 0;
     }
+    (end - 1) / PAGE_TABLE_REACH - start / PAGE_TABLE_REACH + 1
 }
 
 /// Places the apps' slots one after another from [`APP_SLOTS_BASE`].
@@ -106,9 +110,7 @@ impl SlotPlanner {
         let stack_top = stack_bottom.checked_add(stack_bytes)?;
         // An unmapped page between the stack's top and the heap.
         let heap_base = stack_top.checked_add(PAGE_SIZE)?;
-        let end = heap_base
-            .checked_add(heap_bytes)?
-            .checked_next_multiple_of(SLOT_ALIGN)?;
+        let end = heap_base.checked_add(heap_bytes)?;
         if end > USER_TOP {
             return None;
         }
@@ -178,7 +180,7 @@ impl AppInfo {
 }
 
 const _: () = assert!(core::mem::size_of::<InfoPage>() as u64 <= INFO_PAGE_BYTES);
-const _: () = assert!(APP_SLOTS_BASE.is_multiple_of(SLOT_ALIGN));
+const _: () = assert!(APP_SLOTS_BASE.is_multiple_of(PAGE_TABLE_REACH));
 
 /// Bytes of the info page that hold the header and `app_count` records (page-rounded).
 pub const fn info_bytes(app_count: usize) -> u64 {
@@ -196,7 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_packed_aligned_and_keep_guard_pages() {
+    fn slots_are_packed_and_keep_guard_pages() {
         let mut planner = SlotPlanner::new();
         let a = planner.place(64 * 1024, 256 * 1024).unwrap();
         let b = planner.place(64 * 1024, 3 * 1024 * 1024).unwrap();
@@ -204,20 +206,28 @@ mod tests {
         assert_eq!(a.stack_top - a.stack_bottom, 64 * 1024);
         assert_eq!(a.guard_page(), a.base);
         assert!(a.heap_base > a.stack_top, "a gap page above the stack");
-        assert_eq!(
-            a.end,
-            a.base + SLOT_ALIGN,
-            "a small app takes one page table"
-        );
-        assert_eq!(a.page_tables(), 1);
-        assert_eq!(b.base, a.end, "packed");
-        assert_eq!(b.page_tables(), 2);
-        assert!(b.heap_base + b.heap_bytes <= b.end);
+        assert_eq!(a.end, a.heap_base + 256 * 1024);
+        assert_eq!(b.base, a.end, "packed: b's guard page follows a's heap");
+        assert_eq!(b.guard_page(), a.end);
+        assert_eq!(b.end, b.heap_base + b.heap_bytes);
         assert!(a.owns(a.heap_base) && a.owns(a.stack_top - 1));
         assert!(!a.owns(a.guard_page()) && !a.owns(a.stack_top) && !a.owns(b.base));
         assert_eq!(a.pages(), (64 + 256) / 4);
         assert_eq!(info_bytes(1), PAGE_SIZE);
         assert!(info_bytes(MAX_APPS) >= core::mem::size_of::<InfoPage>() as u64);
+    }
+
+    #[test]
+    fn page_tables_are_counted_over_a_span() {
+        let reach = PAGE_TABLE_REACH;
+        assert_eq!(page_tables_over(0, 0), 0);
+        assert_eq!(page_tables_over(0, 1), 1);
+        assert_eq!(page_tables_over(0, reach), 1);
+        assert_eq!(page_tables_over(reach - 1, reach + 1), 2);
+        assert_eq!(
+            page_tables_over(APP_SLOTS_BASE, APP_SLOTS_BASE + 3 * reach),
+            3
+        );
     }
 
     #[test]

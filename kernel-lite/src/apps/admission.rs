@@ -1,6 +1,6 @@
 //! Admission control: before any app runs, everything the bundle's apps are guaranteed is set
-//! aside — a kernel stack each, the page-table levels their slots share, and each app's promise
-//! of frames for every page its stack and heap may hold and the page tables mapping them — or
+//! aside — a kernel stack each, every page table over their slots, and each app's promise of
+//! frames for every page its stack and heap may hold — or
 //! the bundle is refused, saying what does not fit and by how much. Once admitted, no app can
 //! make another run out of memory, and no restart can fail for want of frames.
 
@@ -8,7 +8,7 @@ use super::app::App;
 use crate::mm::{self, FrameAccount, KernelStack, MapError};
 use alloc::vec::Vec;
 use core::fmt;
-use lite_abi::layout::{AppSlot, PAGE_SIZE};
+use lite_abi::layout::{AppSlot, PAGE_SIZE, page_tables_over};
 
 /// Why the bundle cannot run on this machine.
 #[derive(Debug, Clone, Copy)]
@@ -16,9 +16,9 @@ pub enum AdmissionError {
     /// The apps' guaranteed memory exceeds what is free.
     ShortOfMemory {
         apps: usize,
-        /// Frames for the apps' stacks, heaps and their page tables.
+        /// Frames for the apps' stacks and heaps.
         promised_frames: u64,
-        /// Frames for their kernel stacks and the shared page directories.
+        /// Frames for their kernel stacks and the page tables over their slots.
         kernel_frames: u64,
         available_frames: u64,
     },
@@ -40,9 +40,9 @@ impl fmt::Display for AdmissionError {
                 write!(
                     f,
                     "bundle refused: its {apps} app(s) need {} KiB guaranteed ({} KiB for their \
-                     stacks, heap quotas and page tables, {} KiB for kernel stacks and shared \
-                     page directories) but {} KiB are free: short by {} KiB; give the machine \
-                     more memory (QEMU -m) or lower the apps' memory quotas",
+                     stacks and heap quotas, {} KiB for kernel stacks and page tables) but {} KiB \
+                     are free: short by {} KiB; give the machine more memory (QEMU -m) or lower \
+                     the apps' memory quotas",
                     kib(needed),
                     kib(promised_frames),
                     kib(kernel_frames),
@@ -56,18 +56,18 @@ impl fmt::Display for AdmissionError {
 }
 
 /// Frames for kernel-lite's own part of `slots`: a kernel stack each (and a page table per 32
-/// of them), and the page directories and PDPTs over the slots' span.
+/// of them), and every page table, directory and PDPT over the slots' span.
 fn kernel_frames(slots: &[AppSlot]) -> u64 {
     const GIB: u64 = 1 << 30;
     let stacks = slots.len() as u64;
     let stack_frames = stacks * (mm::KERNEL_STACK_BYTES / PAGE_SIZE) + stacks.div_ceil(32);
-    let span = match (slots.first(), slots.last()) {
-        (Some(first), Some(last)) => last.end.next_multiple_of(GIB) - (first.base & !(GIB - 1)),
-        _ => 0,
+    let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+        return stack_frames;
     };
-    let directories = span / GIB;
-    let pdpts = span.div_ceil(512 * GIB) + 1;
-    stack_frames + directories + pdpts
+    let tables = page_tables_over(first.base, last.end);
+    let directories = last.end.div_ceil(GIB) - first.base / GIB;
+    let pdpts = last.end.div_ceil(512 * GIB) - first.base / (512 * GIB);
+    stack_frames + tables + directories + pdpts
 }
 
 /// Sets aside everything the apps are guaranteed and returns their kernel stacks and frame

@@ -59,10 +59,10 @@ pub struct App {
 }
 
 impl App {
-    /// Frames an app with `slot` is promised: every page its stack and heap can hold and the
-    /// page tables that map them.
+    /// Frames an app with `slot` is promised: every page its stack and heap can hold (their page
+    /// tables are kernel-lite's, made at admission).
     pub fn guaranteed_frames(slot: &AppSlot) -> u64 {
-        slot.pages() + slot.page_tables()
+        slot.pages()
     }
 
     pub fn new(
@@ -120,23 +120,22 @@ impl App {
         Ok(())
     }
 
-    /// Returns everything the app's last run held: every ring-3 page and page table of its slot
-    /// (to its account: they stay promised to it for a restart).
+    /// Returns everything the app's last run held: every ring-3 page of its slot (to its
+    /// account: they stay promised to it for a restart).
     pub fn release_memory(&mut self) {
         mm::release_user_range(self.slot.base, self.slot.end, &mut self.account);
         self.resident_pages = 0;
         self.heap_pages = 0;
     }
 
-    /// Bytes of its promise the app holds now: ring-3 pages and their page tables.
+    /// Bytes of its promise the app holds now: its ring-3 pages.
     pub fn memory_bytes(&self) -> u64 {
         self.account.held * PAGE_SIZE
     }
 
-    /// The most bytes the app held at once: its ring-3 pages at peak, their page tables, and
-    /// its kernel stack.
+    /// The most bytes the app held at once: its ring-3 pages at peak and its kernel stack.
     pub fn peak_bytes(&self) -> u64 {
-        (self.peak_pages + self.slot.page_tables()) * PAGE_SIZE + mm::KERNEL_STACK_BYTES
+        self.peak_pages * PAGE_SIZE + mm::KERNEL_STACK_BYTES
     }
 
     /// The heap quota, in bytes.

@@ -139,16 +139,3 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
         self.allocate_unpromised().ok()
     }
 }
-
-/// Page tables for an app's mappings come from its account.
-pub struct Charged<'a> {
-    pub frames: &'a mut Frames,
-    pub account: &'a mut FrameAccount,
-}
-
-// SAFETY: as for `Frames`: each frame is handed out once until given back.
-unsafe impl FrameAllocator<Size4KiB> for Charged<'_> {
-    fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        self.frames.allocate_for(self.account).ok()
-    }
-}

@@ -14,9 +14,9 @@ mod frames;
 
 pub use frames::{FrameAccount, FrameError};
 
-use frames::{Charged, Frames};
+use frames::Frames;
 use linked_list_allocator::LockedHeap;
-use lite_abi::layout::{PAGE_SIZE, SLOT_ALIGN, USER_TOP};
+use lite_abi::layout::{PAGE_SIZE, PAGE_TABLE_REACH, USER_TOP};
 use spin::Mutex;
 use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
@@ -164,21 +164,6 @@ pub unsafe fn init(
     Ok(())
 }
 
-/// Maps `page` to `frame`, a frame nothing else uses, taking any page table from `tables`.
-fn map_fresh_frame(
-    page_table: &mut OffsetPageTable<'static>,
-    page: Page,
-    frame: PhysFrame,
-    flags: PageTableFlags,
-    parent_flags: PageTableFlags,
-    tables: &mut impl x86_64::structures::paging::FrameAllocator<Size4KiB>,
-) -> Result<x86_64::structures::paging::mapper::MapperFlush<Size4KiB>, MapToError<Size4KiB>> {
-    // SAFETY: the frame is fresh (callers allocate it just before) and, when the page is already
-    // mapped, `map_to` refuses: the mapping aliases nothing, so no existing reference is
-    // invalidated.
-    unsafe { page_table.map_to_with_table_flags(page, frame, flags, parent_flags, tables) }
-}
-
 /// kernel-lite starts only where NX is on (`cpu::enable_protection`), so W^X always holds.
 fn no_execute() -> PageTableFlags {
     PageTableFlags::NO_EXECUTE
@@ -211,7 +196,7 @@ impl Memory {
             // reference to it; the physical-memory window maps it writable.
             fill(address, unsafe { &mut *contents });
             let page = Page::containing_address(VirtAddr::new(address));
-            let mapped = self.map(page, frame, flags, account.as_deref_mut());
+            let mapped = self.map(page, frame, flags);
             if let Err(error) = mapped {
                 // SAFETY: the frame was never mapped, so nothing refers to it.
                 unsafe {
@@ -226,53 +211,32 @@ impl Memory {
         Ok(())
     }
 
-    fn map(
-        &mut self,
-        page: Page,
-        frame: PhysFrame,
-        flags: PageTableFlags,
-        account: Option<&mut FrameAccount>,
-    ) -> Result<(), MapError> {
+    /// Maps `page` to the fresh `frame`. Missing page tables come from the unpromised pool:
+    /// kernel-lite's own mappings make theirs as they go, and the apps' slots have all of
+    /// theirs from admission ([`prepare_user_tables`]).
+    fn map(&mut self, page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MapError> {
         // Intermediate tables of ring-3 pages must allow ring 3 too; kernel ones must not.
         let parent_flags = PageTableFlags::PRESENT
             | PageTableFlags::WRITABLE
             | (flags & PageTableFlags::USER_ACCESSIBLE);
-        let result = match account {
-            Some(account) => {
-                let spent = FrameError::AccountSpent {
-                    promised: account.promised,
-                };
-                let mut charged = Charged {
-                    frames: &mut self.frames,
-                    account,
-                };
-                map_fresh_frame(
-                    &mut self.page_table,
-                    page,
-                    frame,
-                    flags,
-                    parent_flags,
-                    &mut charged,
-                )
-                .map_err(|error| map_error(error, page, spent))
-            }
-            None => {
-                let exhausted = FrameError::Exhausted {
-                    wanted: 1,
-                    available: self.frames.available(),
-                };
-                map_fresh_frame(
-                    &mut self.page_table,
-                    page,
-                    frame,
-                    flags,
-                    parent_flags,
-                    &mut self.frames,
-                )
-                .map_err(|error| map_error(error, page, exhausted))
-            }
+        let exhausted = FrameError::Exhausted {
+            wanted: 1,
+            available: self.frames.available(),
         };
-        result?.flush();
+        // SAFETY: the frame is fresh (callers allocate it just before) and, when the page is
+        // already mapped, `map_to` refuses: the mapping aliases nothing, so no existing
+        // reference is invalidated.
+        let flush = unsafe {
+            self.page_table.map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                parent_flags,
+                &mut self.frames,
+            )
+        }
+        .map_err(|error| map_error(error, page, exhausted))?;
+        flush.flush();
         Ok(())
     }
 
@@ -378,50 +342,45 @@ pub fn map_user_pages(
     })
 }
 
-/// Makes the page-table levels above the last one (PDPTs, page directories) for
-/// `start..end`, from the unpromised pool, so that the apps' slots there only ever need page
-/// tables of their own. Done once at boot; these tables are never freed.
+/// Makes every page table (and the directories above) over `start..end`, from the unpromised
+/// pool, so that demand paging in the apps' slots there never allocates one and a table shared
+/// by several small apps belongs to none of them. Done once at admission; never freed.
 pub fn prepare_user_tables(start: u64, end: u64) -> Result<(), MapError> {
-    const GIB: u64 = 1 << 30;
     with_memory(|memory| {
-        let mut address = start & !(GIB - 1);
+        let offset = memory.physical_offset;
+        let table_at =
+            |frame: PhysFrame| (offset + frame.start_address().as_u64()) as *mut PageTable;
+        let flags =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let mut address = start & !(PAGE_TABLE_REACH - 1);
         while address < end {
-            let offset = memory.physical_offset;
-            let table_at =
-                |frame: PhysFrame| (offset + frame.start_address().as_u64()) as *mut PageTable;
-            let flags = PageTableFlags::PRESENT
-                | PageTableFlags::WRITABLE
-                | PageTableFlags::USER_ACCESSIBLE;
-            let p4 = (address >> 39) as usize & 511;
-            let p3 = (address >> 30) as usize & 511;
-            let pml4_frame = Cr3::read().0;
-            // SAFETY: page-table frames are reachable through the physical-memory window and
-            // only touched behind the `MEMORY` lock, which we hold.
-            let pml4 = unsafe { &mut *table_at(pml4_frame) };
-            if pml4[p4].is_unused() {
-                let frame = memory.frames.allocate_unpromised()?;
-                memory.zero(frame);
-                pml4[p4].set_frame(frame, flags);
+            let indices = [
+                (address >> 39) as usize & 511,
+                (address >> 30) as usize & 511,
+                (address >> 21) as usize & 511,
+            ];
+            let mut table_frame = Cr3::read().0;
+            for index in indices {
+                // SAFETY: page-table frames are reachable through the physical-memory window
+                // and only touched behind the `MEMORY` lock, which we hold.
+                let table = unsafe { &mut *table_at(table_frame) };
+                if table[index].is_unused() {
+                    let frame = memory.frames.allocate_unpromised()?;
+                    memory.zero(frame);
+                    table[index].set_frame(frame, flags);
+                }
+                table_frame = table[index].frame().expect("present above");
             }
-            let pdpt_frame = pml4[p4].frame().expect("present above");
-            // SAFETY: as above.
-            let pdpt = unsafe { &mut *table_at(pdpt_frame) };
-            if pdpt[p3].is_unused() {
-                let frame = memory.frames.allocate_unpromised()?;
-                memory.zero(frame);
-                pdpt[p3].set_frame(frame, flags);
-            }
-            address += GIB;
+            address += PAGE_TABLE_REACH;
         }
         Ok(())
     })
 }
 
-/// Unmaps everything ring 3 has in `start..end` (both 2 MiB-aligned: one app's slot) and
-/// returns the frames to `account`, the page tables of the range included (each serves this
-/// range alone). The directories above stay (see [`prepare_user_tables`]).
+/// Unmaps everything ring 3 has in `start..end` (page-aligned: one app's slot) and returns the
+/// frames to `account`. The page tables stay: they may serve the next slot too.
 pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
-    assert!(start.is_multiple_of(SLOT_ALIGN) && end.is_multiple_of(SLOT_ALIGN) && end <= USER_TOP);
+    assert!(start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE) && end <= USER_TOP);
     with_memory(|memory| {
         let offset = memory.physical_offset;
         let table_at =
@@ -430,13 +389,20 @@ pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
         // size must not depend on an app's): nothing can take them before the flush below, as
         // we hold the lock with interrupts off on the only CPU, and the ended app cannot run.
         let frames = &mut memory.frames;
-        let mut address = start;
         let pml4 = memory.page_table.level_4_table_mut();
+        let mut address = start;
         while address < end {
-            let p4 = (address >> 39) as usize & 511;
-            let p3 = (address >> 30) as usize & 511;
-            let p2 = (address >> 21) as usize & 511;
-            address += SLOT_ALIGN;
+            // This table's part of the range.
+            let table_end = ((address / PAGE_TABLE_REACH) + 1) * PAGE_TABLE_REACH;
+            let part_end = table_end.min(end);
+            let first = (address >> 12) as usize & 511;
+            let count = ((part_end - address) / PAGE_SIZE) as usize;
+            let (p4, p3, p2) = (
+                (address >> 39) as usize & 511,
+                (address >> 30) as usize & 511,
+                (address >> 21) as usize & 511,
+            );
+            address = part_end;
             let Ok(pdpt_frame) = pml4[p4].frame() else {
                 continue;
             };
@@ -453,7 +419,7 @@ pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
             };
             // SAFETY: as above.
             let pt = unsafe { &mut *table_at(pt_frame) };
-            for pt_entry in pt.iter_mut() {
+            for pt_entry in pt.iter_mut().skip(first).take(count) {
                 if let Ok(frame) = pt_entry.frame() {
                     pt_entry.set_unused();
                     // SAFETY: the frame backed a page of this range only, now unmapped; its
@@ -461,9 +427,6 @@ pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
                     unsafe { frames.release_for(account, frame) };
                 }
             }
-            pd[p2].set_unused();
-            // SAFETY: the page table served this 2 MiB of the range only and is unlinked.
-            unsafe { frames.release_for(account, pt_frame) };
         }
         // One CR3 reload flushes every non-global translation of the range at once.
         x86_64::instructions::tlb::flush_all();

@@ -186,14 +186,10 @@ fn ring_3_keeps_its_own_alignment_check_flag_across_interrupts_and_kcalls() {
     assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
 }
 
-fn monitor_socket(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("libos-{name}-{}.sock", std::process::id()))
-}
-
-#[test]
-fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
+/// Boots a counter and, once it has counted to 3, sends `command` to QEMU's monitor.
+fn counter_with_injected(name: &str, command: &str) -> system_tests::RunOutput {
     use system_tests::{Injection, RunOptions, boot_with};
-    let socket = monitor_socket("nmi");
+    let socket = std::env::temp_dir().join(format!("libos-{name}-{}.sock", std::process::id()));
     let options = RunOptions {
         monitor_socket: Some(socket.clone()),
         ..RunOptions::default()
@@ -201,9 +197,14 @@ fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
     let injection = Injection {
         after: "[counter] count 3".into(),
         socket,
-        commands: vec!["nmi".into()],
+        commands: vec![command.into()],
     };
-    let output = boot_with("counter", Firmware::Bios, &options, Some(&injection));
+    boot_with("counter", Firmware::Bios, &options, Some(&injection))
+}
+
+#[test]
+fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
+    let output = counter_with_injected("nmi", "nmi");
     assert_serial_contains(
         &output,
         &[
@@ -218,19 +219,8 @@ fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
 
 #[test]
 fn a_machine_check_stops_the_machine_whatever_ring_runs() {
-    use system_tests::{Injection, RunOptions, boot_with};
-    let socket = monitor_socket("mce");
-    let options = RunOptions {
-        monitor_socket: Some(socket.clone()),
-        ..RunOptions::default()
-    };
     // Bank 1: valid, uncorrected, enabled; MCG_STATUS: RIPV, EIPV, MCIP.
-    let injection = Injection {
-        after: "[counter] count 3".into(),
-        socket,
-        commands: vec!["mce 0 1 0xb000000000000000 0x7 0 0".into()],
-    };
-    let output = boot_with("counter", Firmware::Bios, &options, Some(&injection));
+    let output = counter_with_injected("mce", "mce 0 1 0xb000000000000000 0x7 0 0");
     assert_serial_contains(
         &output,
         &[

@@ -53,7 +53,6 @@ pub struct App {
     /// Of those, heap pages now and at most (the part the quota limits).
     pub heap_pages: u64,
     pub heap_peak_pages: u64,
-    pub faults: u32,
     /// TSC ticks spent running, over all runs.
     pub cpu_ticks: u64,
 }
@@ -85,7 +84,6 @@ impl App {
             peak_pages: 0,
             heap_pages: 0,
             heap_peak_pages: 0,
-            faults: 0,
             cpu_ticks: 0,
         }
     }

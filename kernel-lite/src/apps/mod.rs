@@ -464,9 +464,6 @@ fn end_current(end: AppEnd) -> ! {
     let index = current();
     with_scheduler(|scheduler| {
         scheduler.policy.end_running(end);
-        if end == AppEnd::Faulted {
-            scheduler.apps[index].faults += 1;
-        }
         scheduler.switch_out(index, timer::rdtsc());
         scheduler.just_ended = Some(index);
     });

@@ -2,9 +2,11 @@
 //! each app's stack and heap, and the end of an app (exit or fault) — reported, its memory
 //! returned, its restart policy applied — without disturbing the others.
 //!
-//! Each app has its own kernel stack. A context switch saves the callee-saved registers on the
-//! current kernel stack and moves to another; the scheduler loop runs on the boot stack, so an
-//! ended app's stacks and memory are freed only once nothing runs on them.
+//! Each app has its own kernel stack, made at admission and kept across restarts. A context
+//! switch saves the callee-saved registers on the current kernel stack and moves to another: an
+//! app that yields, blocks or is preempted hands the CPU straight to the next ready app; an app
+//! that ends goes to the scheduler loop on the boot stack, which returns its memory once nothing
+//! runs on it. Who runs when is [`lite_core::schedule::Policy`]'s decision.
 
 mod accounting;
 mod admission;
@@ -175,7 +177,7 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
 
 /// Runs on the boot stack: cleans up after an app that ended, picks the next ready app, or
 /// idles. An app that yields, blocks or is preempted switches straight to the next ready app
-/// ([`leave_cpu`]); only an end, or nothing else to run, comes back here.
+/// ([`Scheduler::hand_over`]); only an end, or nothing else to run, comes back here.
 fn scheduler_loop() -> ! {
     loop {
         let next = with_scheduler(|scheduler| {

@@ -28,6 +28,26 @@ fn two_apps_fill_their_own_heaps_at_once_within_their_quotas() {
     assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
 }
 
+/// Fault reports are the deepest paths in ring 0: each image says how deep its kernel stacks
+/// went, and that must stay under half of a stack, so a deeper path shows here first.
+fn assert_kernel_stacks_have_room(output: &system_tests::RunOutput) {
+    let line = output
+        .serial
+        .lines()
+        .find_map(|line| line.strip_prefix("kernel-lite: deepest kernel stack use "))
+        .expect("kernel-lite reports its deepest kernel stack use");
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse().unwrap())
+        .collect();
+    let (used, size) = (numbers[0], numbers[1]);
+    assert!(
+        used * 2 <= size,
+        "kernel stacks went {used} of {size} bytes deep"
+    );
+}
+
 /// A counter beside an app that crashes by `report`, restarted twice (`on-failure`, limit 2).
 fn crash_is_contained(bundle: &str, report: &str) {
     let output = boot(bundle, Firmware::Bios);
@@ -69,6 +89,7 @@ fn crash_is_contained(bundle: &str, report: &str) {
         end, before,
         "every frame the apps took (three crasher runs, the counter) is back"
     );
+    assert_kernel_stacks_have_room(&output);
     assert_eq!(accounting_row(&output, "counter").end, "exit 0");
     assert_eq!(output.outcome, Some(ImageOutcome::SomeAppFailed));
 }

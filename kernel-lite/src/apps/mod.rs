@@ -539,6 +539,18 @@ fn finish() -> ! {
         };
         (outcome, scheduler.frames_before_apps)
     });
+    let deepest = with_scheduler(|scheduler| {
+        scheduler
+            .apps
+            .iter()
+            .map(|app| app.kernel_stack.high_water())
+            .max()
+            .unwrap_or(0)
+    });
+    kprintln!(
+        "kernel-lite: deepest kernel stack use {deepest} of {} bytes",
+        mm::KERNEL_STACK_BYTES
+    );
     let frames = mm::frame_usage();
     kprintln!(
         "kernel-lite: frames in use {} (peak {}) of {}; before the apps {frames_before_apps}; \

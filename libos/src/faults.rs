@@ -7,7 +7,7 @@
 
 pub use crate::sys::misbehave::{
     KERNEL_LITE_ADDRESS, PrivilegedInstruction, UNMAPPED_ADDRESS, alignment_check_is_set,
-    invalid_opcode, run_privileged, set_alignment_check, write_kernel_memory,
+    debug_trap, invalid_opcode, run_privileged, set_alignment_check, write_kernel_memory,
     write_unmapped_memory,
 };
 use lite_abi::kcall::KcallError;

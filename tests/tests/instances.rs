@@ -124,6 +124,11 @@ fn an_invalid_opcode_is_contained() {
 }
 
 #[test]
+fn a_debug_exception_is_contained_on_its_own_stack() {
+    crash_is_contained("crash-debug-trap", "debug exception (vector 1)");
+}
+
+#[test]
 fn a_stack_overflow_is_contained() {
     crash_is_contained("crash-stack-overflow", "page fault (vector 14)");
     let output = boot("crash-stack-overflow", Firmware::Bios);

@@ -19,6 +19,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("crash-general-protection", "selftest"),
     ("crash-invalid-opcode", "selftest"),
     ("crash-stack-overflow", "selftest"),
+    ("crash-debug-trap", "selftest"),
     ("crash-out-of-memory", "selftest"),
     ("crash-holding-lock", "selftest"),
     ("fill", "selftest"),

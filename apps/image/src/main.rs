@@ -35,6 +35,8 @@ libos::user_image! {
     #[cfg(feature = "selftest")]
     "crash-stack-overflow" => selftest::crash_stack_overflow,
     #[cfg(feature = "selftest")]
+    "crash-debug-trap" => selftest::crash_debug_trap,
+    #[cfg(feature = "selftest")]
     "crash-out-of-memory" => selftest::crash_out_of_memory,
     #[cfg(feature = "selftest")]
     "crash-holding-lock" => selftest::crash_holding_lock,

@@ -125,6 +125,11 @@ pub fn crash_invalid_opcode() -> i32 {
     faults::invalid_opcode()
 }
 
+pub fn crash_debug_trap() -> i32 {
+    crash_soon("debug exception");
+    faults::debug_trap()
+}
+
 pub fn crash_stack_overflow() -> i32 {
     crash_soon("stack overflow");
     fault_stack_overflow()

@@ -58,6 +58,24 @@ pub fn invalid_opcode() -> ! {
     unreachable!("ud2 returned");
 }
 
+/// Sets RFLAGS.TF (single-step): the next instruction raises a debug exception, which
+/// kernel-lite takes on a stack of its own (a breakpoint could hit its kcall entry before the
+/// stack switch) and contains like any fault.
+pub fn debug_trap() -> ! {
+    // SAFETY: with TF set, the CPU raises #DB after the `nop`; kernel-lite ends this app and
+    // never resumes it. Nothing else reads the flags in between.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "nop",
+            options(nomem)
+        )
+    };
+    unreachable!("a debug exception returned");
+}
+
 /// RFLAGS.AC, the alignment-check flag (bit 18).
 const RFLAGS_AC: u64 = 1 << 18;
 

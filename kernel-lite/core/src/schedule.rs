@@ -168,6 +168,11 @@ impl Policy {
         self.apps[app].state
     }
 
+    /// The most restarts `app`'s policy allows.
+    pub fn restart_limit(&self, app: usize) -> u16 {
+        self.apps[app].restart.limit()
+    }
+
     /// Restarts used so far.
     pub fn restarts(&self, app: usize) -> u16 {
         self.apps[app].restarts
@@ -191,10 +196,10 @@ impl Policy {
     }
 
     /// Wakes blocked apps whose deadline passed or whose event came, and makes apps whose
-    /// back-off is over ready, calling `restart(app, restarts_used_now)` for each (so its
-    /// context is prepared).
+    /// back-off is over ready, calling `restart(app, restarts_used_now, restart_limit)` for each
+    /// (so its context is prepared).
     #[inline]
-    pub fn wake_due(&mut self, now: u64, mut restart: impl FnMut(usize, u16)) {
+    pub fn wake_due(&mut self, now: u64, mut restart: impl FnMut(usize, u16, u16)) {
         if !self.maybe_due(now) {
             return;
         }
@@ -205,7 +210,7 @@ impl Policy {
             if Self::due(entry, now) {
                 if let RunState::Restarting { .. } = entry.state {
                     entry.restarts += 1;
-                    restart(index, entry.restarts);
+                    restart(index, entry.restarts, entry.restart.limit());
                 }
                 self.make_ready(index);
                 continue;
@@ -393,9 +398,9 @@ mod tests {
             assert_eq!(p.wait(100, Events::NONE, 10), Wait::Blocked)
         });
         assert_eq!(p.next_wakeup(), Some(100));
-        p.wake_due(99, |_, _| unreachable!());
+        p.wake_due(99, |_, _, _| unreachable!());
         assert_eq!(p.pick_next(), None, "not due yet");
-        p.wake_due(100, |_, _| unreachable!());
+        p.wake_due(100, |_, _, _| unreachable!());
         assert_eq!(p.pick_next(), Some(0));
         assert_eq!(p.take_events(0, Events::ALL), Events::NONE, "woken by time");
     }
@@ -408,7 +413,7 @@ mod tests {
             assert_eq!(p.wait(1_000, bit, 10), Wait::Blocked)
         });
         p.signal(0, Events::bit(4)); // not waited for
-        p.wake_due(20, |_, _| unreachable!());
+        p.wake_due(20, |_, _, _| unreachable!());
         assert_eq!(
             p.state(0),
             RunState::Blocked {
@@ -417,7 +422,7 @@ mod tests {
             }
         );
         p.signal(0, bit);
-        p.wake_due(20, |_, _| unreachable!());
+        p.wake_due(20, |_, _, _| unreachable!());
         assert_eq!(p.pick_next(), Some(1), "round-robin after app 0");
         p.yield_running();
         p.left_cpu();
@@ -472,7 +477,7 @@ mod tests {
         assert_eq!(p.pick_next(), Some(1));
         assert!(p.on_tick(5), "the sleeper is due");
         // The order kernel-lite follows: wake what is due, then requeue the preempted app.
-        p.wake_due(5, |_, _| unreachable!());
+        p.wake_due(5, |_, _, _| unreachable!());
         p.yield_running();
         p.left_cpu();
         assert_eq!(p.pick_next(), Some(0));
@@ -489,8 +494,8 @@ mod tests {
                 AfterEnd::Restart { delay_ms, used } => {
                     assert_eq!((delay_ms, used), (50 << round, round as u16));
                     assert_eq!(p.next_wakeup(), Some(now + delay_ms * 10));
-                    p.wake_due(now + delay_ms * 10, |app, used| {
-                        assert_eq!(app, 0);
+                    p.wake_due(now + delay_ms * 10, |app, used, limit| {
+                        assert_eq!((app, limit), (0, 2));
                         restarted += 1;
                         assert_eq!(used, restarted);
                     });

@@ -4,7 +4,7 @@
 use crate::mm::{self, FrameAccount, KernelStack, UserAccess};
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
-use lite_abi::bundle::{AppSpec, RestartPolicy};
+use lite_abi::bundle::AppSpec;
 use lite_abi::kcall::KCALL_COUNT;
 use lite_abi::layout::{AppSlot, PAGE_SIZE};
 
@@ -37,7 +37,6 @@ pub struct App {
     pub name: String,
     pub index: usize,
     pub slot: AppSlot,
-    pub restart: RestartPolicy,
     /// Made at admission and kept across restarts.
     pub kernel_stack: KernelStack,
     /// The frames promised to the app at admission (its stack and heap pages and their page
@@ -75,7 +74,6 @@ impl App {
             name: String::from(spec.name),
             index,
             slot,
-            restart: spec.restart,
             kernel_stack,
             account,
             entries: EntryCounts::default(),

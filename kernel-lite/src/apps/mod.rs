@@ -162,7 +162,7 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
         usage.promised * 4,
         (usage.total - usage.in_use - usage.promised) * 4
     );
-    let policy = Policy::new(apps.iter().map(|app| app.restart), QUANTUM_TICKS);
+    let policy = Policy::new(bundle.apps().map(|spec| spec.restart), QUANTUM_TICKS);
     *SCHEDULER.lock() = Some(Scheduler {
         apps,
         policy,
@@ -255,12 +255,11 @@ impl Scheduler {
     #[inline(never)]
     fn wake_due_scan(&mut self, now: u64) {
         let (apps, entry) = (&mut self.apps, self.entry);
-        self.policy.wake_due(now, |index, used| {
+        self.policy.wake_due(now, |index, used, limit| {
             let app = &mut apps[index];
             kprintln!(
-                "kernel-lite: restarting app '{}' (restart {used} of {})",
-                app.name,
-                app.restart.limit()
+                "kernel-lite: restarting app '{}' (restart {used} of {limit})",
+                app.name
             );
             start(app, entry);
         });
@@ -270,23 +269,22 @@ impl Scheduler {
     fn after_end(&mut self, index: usize) {
         let app = &mut self.apps[index];
         app.release_memory();
+        let limit = self.policy.restart_limit(index);
         match self
             .policy
             .after_end(index, timer::rdtsc(), timer::tsc_per_ms())
         {
             AfterEnd::Restart { delay_ms, used } => {
                 kprintln!(
-                    "kernel-lite: app '{}' will restart in {delay_ms} ms ({used} of {} restarts used)",
-                    app.name,
-                    app.restart.limit()
+                    "kernel-lite: app '{}' will restart in {delay_ms} ms ({used} of {limit} restarts used)",
+                    app.name
                 );
             }
             AfterEnd::Stopped { limit_reached } => {
                 if limit_reached {
                     kprintln!(
-                        "kernel-lite: app '{}' is not restarted: restart limit {} reached",
-                        app.name,
-                        app.restart.limit()
+                        "kernel-lite: app '{}' is not restarted: restart limit {limit} reached",
+                        app.name
                     );
                 }
                 // It will not run again: its promise goes back to the pool.

@@ -148,6 +148,7 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
         }
         Kcall::Wait => Ok(apps::wait(frame.rdi, Events(frame.rsi)).0),
         Kcall::ReportFault => report_fault(frame.rdi, frame.rsi, frame.rdx),
+        Kcall::NetFlush => Err(KcallError::NoNetwork),
     }
 }
 

@@ -12,6 +12,7 @@ use lite_abi::elf::{ElfError, Segment, UserImage};
 use lite_abi::layout::{
     AppInfo, AppSlot, INFO_MAGIC, INFO_PAGE_ADDR, SlotPlanner, info_bytes, info_header_bytes,
 };
+use lite_abi::net::ring::Geometry;
 
 /// Why the user image could not be loaded.
 #[derive(Debug)]
@@ -60,7 +61,11 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
     let mut slots = Vec::with_capacity(bundle.app_count());
     for (index, spec) in bundle.apps().enumerate() {
         let slot = planner
-            .place(spec.stack_bytes, spec.heap_bytes)
+            .place(
+                spec.stack_bytes,
+                spec.heap_bytes,
+                spec.net.map_or(0, |net| Geometry::of(&net).area_bytes()),
+            )
             .ok_or(LoadError::BadSlot { index })?;
         let record = AppInfo {
             name: lite_abi::encode_name(spec.name).ok_or(LoadError::BadSlot { index })?,
@@ -68,10 +73,16 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
             heap_base: slot.heap_base,
             heap_bytes: slot.heap_bytes,
             log_level: u64::from(spec.log_level),
+            net_area: if spec.net.is_some() { slot.net_base } else { 0 },
         };
         bytes.extend_from_slice(&record.name);
         bytes.extend_from_slice(&record.program);
-        for word in [record.heap_base, record.heap_bytes, record.log_level] {
+        for word in [
+            record.heap_base,
+            record.heap_bytes,
+            record.log_level,
+            record.net_area,
+        ] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
         slots.push(slot);

@@ -40,6 +40,7 @@ impl App {
             stack_bytes: self.stack_bytes,
             log_level: self.log_level,
             restart: self.restart,
+            net: None,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! header   magic "LITEBNDL" | version u32 | app_count u32 | elf_offset u64 | elf_len u64
 //! records  app_count × { name [24] | program [24] | heap_bytes u64 | stack_bytes u64 |
-//!                        log_level u8 | restart u8 | restart_limit u16 | reserved u32 }
+//!                        log_level u8 | restart u8 | restart_limit u16 | has_net u8 |
+//!                        reserved [3] | net [64] (a `net::config::NetConfig`, zero if none) }
 //! elf      the user image (libos + the apps' programs), an ELF64 EXEC file
 //! ```
 //! All numbers are little-endian. kernel-lite trusts nothing here: [`Bundle::parse`] checks every
@@ -13,11 +14,12 @@ use crate::decode_name;
 #[cfg(any(test, feature = "std"))]
 use crate::encode_name;
 use crate::layout::{MAX_APPS, NAME_LEN};
+use crate::net::config::{NET_CONFIG_BYTES, NetConfig, NetConfigError};
 
 pub const BUNDLE_MAGIC: [u8; 8] = *b"LITEBNDL";
-pub const BUNDLE_VERSION: u32 = 1;
+pub const BUNDLE_VERSION: u32 = 2;
 const HEADER_LEN: usize = 32;
-const RECORD_LEN: usize = 72;
+const RECORD_LEN: usize = 72 + NET_CONFIG_BYTES;
 
 /// The smallest heap an app may ask for: room for its context block and a little more.
 pub const MIN_HEAP_BYTES: u64 = 64 * 1024;
@@ -80,6 +82,8 @@ pub struct AppSpec<'a> {
     /// Maximum `log` level (0 off … 5 trace).
     pub log_level: u8,
     pub restart: RestartPolicy,
+    /// The app's network binding, if it has one.
+    pub net: Option<NetConfig>,
 }
 
 /// Why a bundle was refused.
@@ -107,6 +111,10 @@ pub enum BundleError {
     BadRestartPolicy { index: usize },
     /// The ELF image's offset and length do not lie inside the bundle.
     BadImageRange,
+    /// App record `index` has a network binding that does not check out.
+    BadNet { index: usize, error: NetConfigError },
+    /// App record `index` has the MAC, IPv4 or IPv6 address of an earlier app.
+    DuplicateAddress { index: usize },
 }
 
 impl core::fmt::Display for BundleError {
@@ -127,6 +135,13 @@ impl core::fmt::Display for BundleError {
                 write!(f, "app {index}: unknown restart policy")
             }
             BundleError::BadImageRange => write!(f, "user image lies outside the bundle"),
+            BundleError::BadNet { index, error } => write!(f, "app {index}: network: {error}"),
+            BundleError::DuplicateAddress { index } => {
+                write!(
+                    f,
+                    "app {index}: MAC or IP address already bound to another app"
+                )
+            }
         }
     }
 }
@@ -193,8 +208,14 @@ impl<'a> Bundle<'a> {
         for index in 0..app_count {
             let app = bundle.decode_record(index)?;
             for earlier in 0..index {
-                if bundle.decode_record(earlier)?.name == app.name {
+                let earlier = bundle.decode_record(earlier)?;
+                if earlier.name == app.name {
                     return Err(BundleError::DuplicateName { index });
+                }
+                if let (Some(a), Some(b)) = (app.net, earlier.net)
+                    && shares_an_address(&a, &b)
+                {
+                    return Err(BundleError::DuplicateAddress { index });
                 }
             }
         }
@@ -225,6 +246,23 @@ impl<'a> Bundle<'a> {
             2 => RestartPolicy::Always { limit },
             _ => return Err(BundleError::BadRestartPolicy { index }),
         };
+        let net = match record[68] {
+            0 => None,
+            1 => {
+                let mut bytes = [0u8; NET_CONFIG_BYTES];
+                bytes.copy_from_slice(&record[72..72 + NET_CONFIG_BYTES]);
+                Some(
+                    NetConfig::decode(&bytes)
+                        .map_err(|error| BundleError::BadNet { index, error })?,
+                )
+            }
+            _ => {
+                return Err(BundleError::BadNet {
+                    index,
+                    error: NetConfigError::BadMode,
+                });
+            }
+        };
         Ok(AppSpec {
             name,
             program,
@@ -232,6 +270,7 @@ impl<'a> Bundle<'a> {
             stack_bytes,
             log_level,
             restart,
+            net,
         })
     }
 
@@ -257,6 +296,13 @@ impl<'a> Bundle<'a> {
     pub fn elf(&self) -> &'a [u8] {
         self.elf
     }
+}
+
+/// Whether two bindings claim the same MAC, static IPv4 or static IPv6 address.
+pub fn shares_an_address(a: &NetConfig, b: &NetConfig) -> bool {
+    a.mac == b.mac
+        || a.static_ipv4().is_some() && a.static_ipv4() == b.static_ipv4()
+        || a.static_ipv6().is_some() && a.static_ipv6() == b.static_ipv6()
 }
 
 /// Writes a bundle. The result always passes [`Bundle::parse`], or an error says why not.
@@ -286,7 +332,9 @@ pub fn encode(apps: &[AppSpec<'_>], elf: &[u8]) -> Result<std::vec::Vec<u8>, Bun
         out.push(app.log_level);
         out.push(policy);
         out.extend_from_slice(&limit.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
+        out.push(u8::from(app.net.is_some()));
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&app.net.map_or([0; NET_CONFIG_BYTES], |net| net.encode()));
     }
     out.extend_from_slice(elf);
     Bundle::parse(&out)?;
@@ -305,7 +353,55 @@ mod tests {
             stack_bytes: 64 << 10,
             log_level: 3,
             restart: RestartPolicy::OnFailure { limit: 3 },
+            net: None,
         }
+    }
+
+    #[test]
+    fn network_bindings_round_trip_and_may_not_share_addresses() {
+        use crate::net::config::{Ipv4Mode, derived_mac};
+        let mut a = hello("a");
+        a.net = Some(NetConfig {
+            ipv4: Ipv4Mode::Static {
+                address: [10, 0, 2, 15],
+                prefix: 24,
+            },
+            ..NetConfig::new(derived_mac("a"))
+        });
+        let mut b = hello("b");
+        b.net = Some(NetConfig {
+            ipv4: Ipv4Mode::Static {
+                address: [10, 0, 2, 16],
+                prefix: 24,
+            },
+            ..NetConfig::new(derived_mac("b"))
+        });
+        let bytes = encode(&[a, b, hello("c")], b"elf").unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.app(0), a);
+        assert_eq!(bundle.app(1), b);
+        assert_eq!(bundle.app(2).net, None);
+        let mut clash = b;
+        clash.net = Some(NetConfig {
+            ipv4: Ipv4Mode::Static {
+                address: [10, 0, 2, 15],
+                prefix: 24,
+            },
+            ..NetConfig::new(derived_mac("b"))
+        });
+        assert_eq!(
+            encode(&[a, clash], b"").unwrap_err(),
+            BundleError::DuplicateAddress { index: 1 }
+        );
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 72] = 0xff; // a broadcast MAC
+        assert_eq!(
+            Bundle::parse(&bad).unwrap_err(),
+            BundleError::BadNet {
+                index: 0,
+                error: NetConfigError::BadMac
+            }
+        );
     }
 
     #[test]

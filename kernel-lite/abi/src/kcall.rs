@@ -27,10 +27,14 @@ pub enum Kcall {
     /// allocation failure) with a message; kernel-lite logs it and ends the app as failed.
     /// Does not return.
     ReportFault = 5,
+    /// `net_flush()`: kernel-lite takes every frame waiting on the app's transmit ring, checks
+    /// each against the app's binding and hands the good ones to the NIC in one batch. Returns
+    /// how many frames left. (`wait` flushes too, so an app about to sleep needs no flush.)
+    NetFlush = 6,
 }
 
 /// How many kcall numbers exist; per-app accounting keeps one counter each.
-pub const KCALL_COUNT: usize = 6;
+pub const KCALL_COUNT: usize = 7;
 
 impl Kcall {
     /// Every kcall, in number order.
@@ -41,6 +45,7 @@ impl Kcall {
         Kcall::Yield,
         Kcall::Wait,
         Kcall::ReportFault,
+        Kcall::NetFlush,
     ];
 
     /// The kcall with this number, if there is one.
@@ -57,6 +62,7 @@ impl Kcall {
             Kcall::Yield => "yield",
             Kcall::Wait => "wait",
             Kcall::ReportFault => "report_fault",
+            Kcall::NetFlush => "net_flush",
         }
     }
 }
@@ -104,6 +110,8 @@ pub enum KcallError {
     BadAddress = 2,
     /// An argument is out of range (a length too large, an unknown fault kind).
     BadArgument = 3,
+    /// The app has no network binding (or no NIC was found).
+    NoNetwork = 4,
 }
 
 impl KcallError {
@@ -118,6 +126,7 @@ impl KcallError {
             value if value >= 0 => Ok(value as u64),
             -1 => Err(KcallError::UnknownKcall),
             -2 => Err(KcallError::BadAddress),
+            -4 => Err(KcallError::NoNetwork),
             _ => Err(KcallError::BadArgument),
         }
     }
@@ -173,6 +182,7 @@ mod tests {
             KcallError::UnknownKcall,
             KcallError::BadAddress,
             KcallError::BadArgument,
+            KcallError::NoNetwork,
         ] {
             assert_eq!(KcallError::decode(error.to_result()), Err(error));
         }

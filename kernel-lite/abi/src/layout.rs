@@ -3,7 +3,7 @@
 //! ```text
 //! 0x0000_0000_0040_0000  user image (libos + apps), linked here, segments R / RX / RW
 //! 0x0000_0000_1000_0000  info page(s), read-only for ring 3: TSC rate, the apps and their slots
-//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap][heap (quota)]
+//! 0x0000_0100_0000_0000  app slot 0: [guard][stack][gap][heap (quota)][gap][net rings]
 //!                        app slot 1 right after it, and so on: slots are packed page by page
 //! 0xffff_8000_0000_0000  kernel-lite (supervisor-only): never reachable from ring 3
 //! ```
@@ -48,7 +48,12 @@ pub struct AppSlot {
     pub heap_base: u64,
     /// Bytes of heap: the app's memory quota.
     pub heap_bytes: u64,
-    /// One past the slot's last byte (the heap's end): the next slot's base.
+    /// First byte of the app's frame rings (`net::ring`), after an unmapped gap page above
+    /// the heap; equal to `end` when the app has no network.
+    pub net_base: u64,
+    /// Bytes of the frame rings (zero without a network).
+    pub net_bytes: u64,
+    /// One past the slot's last byte: the next slot's base.
     pub end: u64,
 }
 
@@ -97,9 +102,10 @@ impl SlotPlanner {
         }
     }
 
-    /// The next slot, for a stack of `stack_bytes` and a heap of `heap_bytes` (both rounded up
-    /// to pages); `None` when a size is zero or the slots would pass [`USER_TOP`].
-    pub fn place(&mut self, stack_bytes: u64, heap_bytes: u64) -> Option<AppSlot> {
+    /// The next slot, for a stack of `stack_bytes`, a heap of `heap_bytes` and `net_bytes` of
+    /// frame rings (all rounded up to pages; no rings when zero); `None` when the stack or heap
+    /// size is zero or the slots would pass [`USER_TOP`].
+    pub fn place(&mut self, stack_bytes: u64, heap_bytes: u64, net_bytes: u64) -> Option<AppSlot> {
         if stack_bytes == 0 || heap_bytes == 0 {
             return None;
         }
@@ -110,7 +116,15 @@ impl SlotPlanner {
         let stack_top = stack_bottom.checked_add(stack_bytes)?;
         // An unmapped page between the stack's top and the heap.
         let heap_base = stack_top.checked_add(PAGE_SIZE)?;
-        let end = heap_base.checked_add(heap_bytes)?;
+        let heap_end = heap_base.checked_add(heap_bytes)?;
+        let net_bytes = net_bytes.checked_next_multiple_of(PAGE_SIZE)?;
+        let (net_base, end) = if net_bytes == 0 {
+            (heap_end, heap_end)
+        } else {
+            // An unmapped page between the heap's top and the rings.
+            let net_base = heap_end.checked_add(PAGE_SIZE)?;
+            (net_base, net_base.checked_add(net_bytes)?)
+        };
         if end > USER_TOP {
             return None;
         }
@@ -121,6 +135,8 @@ impl SlotPlanner {
             stack_top,
             heap_base,
             heap_bytes,
+            net_base,
+            net_bytes,
             end,
         })
     }
@@ -167,6 +183,8 @@ pub struct AppInfo {
     pub heap_bytes: u64,
     /// Maximum `log` level: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace.
     pub log_level: u64,
+    /// Start of the app's frame-ring area (`net::ring`), or 0 when it has no network.
+    pub net_area: u64,
 }
 
 impl AppInfo {
@@ -176,6 +194,7 @@ impl AppInfo {
         heap_base: 0,
         heap_bytes: 0,
         log_level: 0,
+        net_area: 0,
     };
 }
 
@@ -200,8 +219,8 @@ mod tests {
     #[test]
     fn slots_are_packed_and_keep_guard_pages() {
         let mut planner = SlotPlanner::new();
-        let a = planner.place(64 * 1024, 256 * 1024).unwrap();
-        let b = planner.place(64 * 1024, 3 * 1024 * 1024).unwrap();
+        let a = planner.place(64 * 1024, 256 * 1024, 0).unwrap();
+        let b = planner.place(64 * 1024, 3 * 1024 * 1024, 0).unwrap();
         assert_eq!(a.base, APP_SLOTS_BASE);
         assert_eq!(a.stack_top - a.stack_bottom, 64 * 1024);
         assert_eq!(a.guard_page(), a.base);
@@ -213,6 +232,18 @@ mod tests {
         assert!(a.owns(a.heap_base) && a.owns(a.stack_top - 1));
         assert!(!a.owns(a.guard_page()) && !a.owns(a.stack_top) && !a.owns(b.base));
         assert_eq!(a.pages(), (64 + 256) / 4);
+        assert_eq!((a.net_base, a.net_bytes), (a.end, 0));
+        let c = planner.place(64 * 1024, 256 * 1024, 5000).unwrap();
+        assert_eq!(
+            c.net_base,
+            c.heap_base + c.heap_bytes + PAGE_SIZE,
+            "a gap page"
+        );
+        assert_eq!((c.net_bytes, c.end), (8192, c.net_base + 8192));
+        assert!(
+            !c.owns(c.net_base),
+            "the rings are mapped at admission, not on demand"
+        );
         assert_eq!(info_bytes(1), PAGE_SIZE);
         assert!(info_bytes(MAX_APPS) >= core::mem::size_of::<InfoPage>() as u64);
     }
@@ -233,13 +264,13 @@ mod tests {
     #[test]
     fn bad_slots_are_refused() {
         let mut planner = SlotPlanner::new();
-        assert!(planner.place(0, 4096).is_none());
-        assert!(planner.place(4096, 0).is_none());
-        assert!(planner.place(u64::MAX - 10, 4096).is_none());
-        assert!(planner.place(4096, USER_TOP).is_none());
+        assert!(planner.place(0, 4096, 0).is_none());
+        assert!(planner.place(4096, 0, 0).is_none());
+        assert!(planner.place(u64::MAX - 10, 4096, 0).is_none());
+        assert!(planner.place(4096, USER_TOP, 0).is_none());
         assert_eq!(
             planner
-                .place(1, 1)
+                .place(1, 1, 0)
                 .map(|s| (s.stack_top - s.stack_bottom, s.heap_bytes)),
             Some((PAGE_SIZE, PAGE_SIZE))
         );
@@ -249,7 +280,7 @@ mod tests {
     fn the_most_apps_with_the_largest_quota_are_refused_not_wrapped() {
         let mut planner = SlotPlanner::new();
         let placed = (0..MAX_APPS)
-            .map_while(|_| planner.place(64 * 1024, 16 << 30))
+            .map_while(|_| planner.place(64 * 1024, 16 << 30, 0))
             .count();
         assert!(placed < MAX_APPS && placed > 1000, "{placed}");
         assert!(planner.end() <= USER_TOP);

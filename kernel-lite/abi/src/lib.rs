@@ -14,6 +14,7 @@ pub mod elf;
 pub mod exit;
 pub mod kcall;
 pub mod layout;
+pub mod net;
 
 /// Copies `text` into a fixed, NUL-padded name field; `None` when it does not fit or is empty.
 pub fn encode_name<const N: usize>(text: &str) -> Option<[u8; N]> {

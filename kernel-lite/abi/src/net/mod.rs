@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ring;
+pub mod switch;
 
 use crate::kcall::Events;
 

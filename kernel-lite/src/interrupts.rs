@@ -190,8 +190,11 @@ extern "x86-interrupt" fn local_apic_spurious(frame: InterruptStackFrame) {
 }
 
 fn on_device_interrupt(vector: u8, frame: &InterruptStackFrame) {
-    entered_from_user(frame, Entry::Interrupt);
+    let from_user = entered_from_user(frame, Entry::Interrupt);
     irq::dispatch(vector);
+    if from_user {
+        apps::after_device_interrupt_from_user();
+    }
 }
 
 /// One IDT entry per device vector, each calling `irq::dispatch` with its number.

@@ -3,7 +3,7 @@
 //! The entry stub switches to the running app's kernel stack, saves the registers a kcall
 //! uses into a [`KcallFrame`], and calls [`dispatch`]. The table is the one in `lite_abi::kcall`.
 
-use crate::{apps, mm};
+use crate::{apps, mm, net};
 use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::kcall::{CONSOLE_WRITE_MAX, Events, Kcall, KcallError, ReportedFault};
 use x86_64::VirtAddr;
@@ -146,9 +146,13 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
             apps::yield_current();
             Ok(0)
         }
-        Kcall::Wait => Ok(apps::wait(frame.rdi, Events(frame.rsi)).0),
+        Kcall::Wait => {
+            // An app about to sleep needs no flush kcall of its own.
+            let _ = net::flush(apps::running_index());
+            Ok(apps::wait(frame.rdi, Events(frame.rsi)).0)
+        }
         Kcall::ReportFault => report_fault(frame.rdi, frame.rsi, frame.rdx),
-        Kcall::NetFlush => Err(KcallError::NoNetwork),
+        Kcall::NetFlush => net::flush(apps::running_index()),
     }
 }
 

@@ -21,6 +21,7 @@ mod kcall;
 mod loader;
 mod machine;
 mod mm;
+mod net;
 mod timer;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -112,6 +113,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     devices::rtc::check_and_report();
     devices::msix_check::check_and_report(devices);
+    net::init(devices, bundle.app_count());
     kcall::init();
     kprintln!("kernel-lite: kcall gate: {}", cpu::gate_registers());
 

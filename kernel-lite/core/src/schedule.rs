@@ -246,8 +246,12 @@ impl Policy {
     #[inline]
     pub fn on_tick(&mut self, now: u64) -> bool {
         self.quantum_left = self.quantum_left.saturating_sub(1);
-        self.quantum_left == 0
-            || (self.maybe_due(now) && self.apps.iter().any(|entry| Self::due(entry, now)))
+        self.quantum_left == 0 || (self.maybe_due(now) && self.any_due(now))
+    }
+
+    /// Whether an app is due now (a deadline passed, an awaited event fired, a restart).
+    pub fn any_due(&self, now: u64) -> bool {
+        self.apps.iter().any(|entry| Self::due(entry, now))
     }
 
     /// The running app yields (or is preempted): it stays ready, behind the others.

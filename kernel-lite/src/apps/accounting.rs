@@ -68,3 +68,44 @@ pub fn print_table(apps: &[App], policy: &Policy, elapsed_ticks: u64) {
         );
     }
 }
+
+/// The network table, when any app has a binding: frames and bytes each way, and drops by cause
+/// (ring full or app not running; spoofed source; a ring the app broke), then the received
+/// frames no app owned.
+pub fn print_network_table(apps: &[App]) {
+    let ports: alloc::vec::Vec<_> = apps
+        .iter()
+        .filter_map(|app| crate::net::counters(app.index).map(|counters| (app, counters)))
+        .collect();
+    if ports.is_empty() {
+        return;
+    }
+    kprintln!(
+        "{:<16} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "net app",
+        "frames in",
+        "KiB in",
+        "frames out",
+        "KiB out",
+        "drop full",
+        "drop spoof",
+        "drop bad"
+    );
+    for (app, counters) in ports {
+        kprintln!(
+            "{:<16} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+            app.name,
+            counters.frames_in,
+            counters.bytes_in / 1024,
+            counters.frames_out,
+            counters.bytes_out / 1024,
+            counters.dropped_full,
+            counters.dropped_spoofed,
+            counters.dropped_bad
+        );
+    }
+    kprintln!(
+        "kernel-lite: net: {} received frame(s) had no owner",
+        crate::net::frames_without_owner()
+    );
+}

@@ -57,10 +57,10 @@ pub struct App {
 }
 
 impl App {
-    /// Frames an app with `slot` is promised: every page its stack and heap can hold (their page
-    /// tables are kernel-lite's, made at admission).
+    /// Frames an app with `slot` is promised: every page its stack and heap can hold, and its
+    /// frame rings (their page tables are kernel-lite's, made at admission).
     pub fn guaranteed_frames(slot: &AppSlot) -> u64 {
-        slot.pages()
+        slot.pages() + slot.net_bytes / PAGE_SIZE
     }
 
     pub fn new(
@@ -116,12 +116,32 @@ impl App {
         Ok(())
     }
 
-    /// Returns everything the app's last run held: every ring-3 page of its slot (to its
-    /// account: they stay promised to it for a restart).
+    /// Returns everything the app's last run held: every ring-3 page of its stack and heap (to
+    /// its account: they stay promised to it for a restart). Its frame rings stay, like its
+    /// kernel stack, until it will not run again ([`App::release_rings`]).
     pub fn release_memory(&mut self) {
-        mm::release_user_range(self.slot.base, self.slot.end, &mut self.account);
+        mm::release_user_range(self.slot.base, self.slot.net_base, &mut self.account);
         self.resident_pages = 0;
         self.heap_pages = 0;
+    }
+
+    /// Maps the app's frame rings (charged to its promise) and binds it to the network.
+    pub fn attach_network(
+        &mut self,
+        config: &lite_abi::net::config::NetConfig,
+    ) -> Result<(), mm::MapError> {
+        let pages =
+            mm::map_shared_with_user(self.slot.net_base, self.slot.net_bytes, &mut self.account)?;
+        crate::net::attach(self.index, &self.name, config, pages);
+        Ok(())
+    }
+
+    /// The app will not run again: unbinds it and returns its frame rings to its account.
+    pub fn release_rings(&mut self) {
+        if self.slot.net_bytes > 0 {
+            crate::net::detach(self.index);
+            mm::release_user_range(self.slot.net_base, self.slot.end, &mut self.account);
+        }
     }
 
     /// Bytes of its promise the app holds now: its ring-3 pages.

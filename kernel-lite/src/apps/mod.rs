@@ -139,6 +139,7 @@ fn start(app: &mut App, entry: u64) {
     // or has ended; the scheduler loop runs on the boot stack); the frame fits far inside it.
     unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), start as *mut u64, frame.len()) };
     APP_RSP[app.index].store(start, Ordering::Relaxed);
+    crate::net::start(app.index);
 }
 
 /// Admits the bundle's apps (or refuses the bundle, ending the machine), starts them and runs
@@ -152,6 +153,13 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
     let mut apps = Vec::with_capacity(bundle.app_count());
     for ((index, spec), (stack, account)) in bundle.apps().enumerate().zip(admitted) {
         let mut app = App::new(index, &spec, image.slots[index], stack, account);
+        if let Some(config) = &spec.net
+            && let Err(error) = app.attach_network(config)
+        {
+            // The rings are part of the app's promise, so this cannot fail once admitted.
+            kprintln!("kernel-lite: app '{}': frame rings: {error}", app.name);
+            machine::exit(ImageOutcome::KernelPanic);
+        }
         start(&mut app, image.entry);
         apps.push(app);
     }
@@ -269,6 +277,7 @@ impl Scheduler {
     fn after_end(&mut self, index: usize) {
         let app = &mut self.apps[index];
         app.release_memory();
+        crate::net::stop(index);
         let limit = self.policy.restart_limit(index);
         match self
             .policy
@@ -287,7 +296,8 @@ impl Scheduler {
                         app.name
                     );
                 }
-                // It will not run again: its promise goes back to the pool.
+                // It will not run again: its rings and its promise go back to the pool.
+                app.release_rings();
                 mm::close_account(&mut app.account);
             }
         }
@@ -326,6 +336,29 @@ fn switch_away(index: usize, next: Option<usize>) {
     // not running: another app's kernel stack, or the scheduler loop's boot stack, all of which
     // live as long as kernel-lite; interrupts are off.
     unsafe { switch_context(APP_RSP[index].as_ptr(), load) };
+}
+
+/// The app on the CPU (for kcalls that act on the caller).
+pub fn running_index() -> usize {
+    current()
+}
+
+/// Raises `events` for app `index` (from a device's interrupt, or another app's frames): a
+/// blocked app waiting for one becomes due.
+pub fn signal(index: usize, events: Events) {
+    with_scheduler(|scheduler| scheduler.policy.signal(index, events));
+}
+
+/// After a device interrupt that hit ring 3: if it made an app due (its events), let it run
+/// now rather than at the end of the running app's quantum.
+pub fn after_device_interrupt_from_user() {
+    let preempt = with_scheduler(|scheduler| {
+        let now = timer::rdtsc();
+        scheduler.policy.maybe_due(now) && scheduler.policy.any_due(now)
+    });
+    if preempt {
+        yield_current();
+    }
 }
 
 fn current() -> usize {
@@ -530,6 +563,7 @@ fn finish() -> ! {
             &scheduler.policy,
             timer::rdtsc() - scheduler.started_tsc,
         );
+        accounting::print_network_table(&scheduler.apps);
         let outcome = if scheduler.policy.any_failed() {
             ImageOutcome::SomeAppFailed
         } else {

@@ -200,6 +200,12 @@ impl Mmio {
         self.physical
     }
 
+    /// Where kernel-lite reaches the first register, for code that does its own volatile
+    /// accesses (the virtio-drivers crate).
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
     fn at<T>(&self, offset: u64) -> *mut T {
         let size = core::mem::size_of::<T>() as u64;
         assert!(

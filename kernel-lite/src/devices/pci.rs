@@ -51,6 +51,14 @@ impl fmt::Display for PciError {
 }
 
 impl PciFunction {
+    pub fn read_config32(&self, offset: u64) -> u32 {
+        self.config.read32(offset)
+    }
+
+    pub fn write_config32(&self, offset: u64, value: u32) {
+        self.config.write32(offset, value)
+    }
+
     pub fn read_config16(&self, offset: u64) -> u16 {
         self.config.read16(offset)
     }

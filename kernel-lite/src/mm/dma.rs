@@ -38,6 +38,28 @@ impl DmaRegion {
         self.start.start_address()
     }
 
+    /// Gives up ownership without freeing: for memory handed to code that frees it later
+    /// through [`DmaRegion::from_raw`] (the virtio queues' own allocations).
+    pub fn into_raw(self) -> (PhysAddr, u64, u64) {
+        let raw = (self.physical(), self.virtual_start, self.pages);
+        core::mem::forget(self);
+        raw
+    }
+
+    /// Takes back a region given up with [`DmaRegion::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// The values must come from one `into_raw` call, and the region must not be taken back
+    /// twice.
+    pub unsafe fn from_raw(physical: PhysAddr, virtual_start: u64, pages: u64) -> DmaRegion {
+        DmaRegion {
+            start: PhysFrame::containing_address(physical),
+            pages,
+            virtual_start,
+        }
+    }
+
     /// The region's bytes, for kernel-lite (through the physical-memory window).
     pub fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: the region is owned by `self` alone (allocated once, freed in `Drop`), mapped

@@ -14,6 +14,7 @@ mod frames;
 
 pub use frames::{FrameAccount, FrameError};
 
+use alloc::vec::Vec;
 use frames::Frames;
 use linked_list_allocator::LockedHeap;
 use lite_abi::layout::{PAGE_SIZE, PAGE_TABLE_REACH, USER_TOP};
@@ -450,6 +451,41 @@ pub fn release_user_range(start: u64, end: u64, account: &mut FrameAccount) {
         // One CR3 reload flushes every non-global translation of the range at once.
         x86_64::instructions::tlb::flush_all();
     });
+}
+
+/// Maps `bytes` (whole pages) at `start` for ring 3, read-write, to fresh zeroed frames charged
+/// to `account`, and returns where kernel-lite reaches each page through the physical-memory
+/// window, in order: memory ring 3 and kernel-lite share (an app's frame rings), which
+/// kernel-lite then touches from any context without walking page tables or meeting SMAP.
+pub fn map_shared_with_user(
+    start: u64,
+    bytes: u64,
+    account: &mut FrameAccount,
+) -> Result<Vec<u64>, MapError> {
+    assert!(
+        start.is_multiple_of(PAGE_SIZE)
+            && bytes.is_multiple_of(PAGE_SIZE)
+            && start + bytes <= USER_TOP,
+        "shared range outside the lower half"
+    );
+    let mut pages = Vec::with_capacity((bytes / PAGE_SIZE) as usize);
+    with_memory(|memory| {
+        memory.map_fresh(
+            start,
+            bytes,
+            user_flags(UserAccess::ReadWrite),
+            Some(account),
+            |_, contents| pages.push(contents.as_mut_ptr() as u64),
+        )
+    })?;
+    Ok(pages)
+}
+
+/// The physical address of kernel-lite memory at `virtual_address` in the physical-memory
+/// window (DMA buffers are reached there), or `None` outside the window.
+pub fn window_to_physical(virtual_address: u64) -> Option<u64> {
+    let offset = with_memory(|memory| memory.physical_offset);
+    virtual_address.checked_sub(offset)
 }
 
 /// Promises `frames` frames to a new account (see [`frames`]).

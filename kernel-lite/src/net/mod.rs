@@ -1,0 +1,332 @@
+//! The network's privileged half: kernel-lite drives the one NIC and switches frames between it
+//! and the apps' rings; everything above the frame (ARP, IP, TCP, UDP, DHCP) is each app's own
+//! libos instance.
+//!
+//! - **Receive** (the NIC's MSI-X interrupt): every frame the device has is routed by
+//!   `lite_abi::net::switch::route_received` — to the app owning its destination, to every app
+//!   for broadcasts, or dropped as having no owner — and copied into that app's receive ring;
+//!   each app that got frames gets [`NET_EVENT`]. A DHCP acknowledgement teaches the switch the
+//!   address a `dhcp` app leased.
+//! - **Transmit** ([`flush`], from the `net_flush` kcall and from every `wait`): the app's
+//!   transmit ring is drained, each frame copied once into kernel-lite's memory and checked
+//!   there against the app's binding (`check_transmit`); spoofed frames are dropped and
+//!   counted. Frames for another app of the image go straight to its ring; the rest go to the
+//!   device, in one batch.
+//!
+//! Every index and length read from an app's ring is checked by `ring::KernelEnd` before use.
+//! Lock order: the scheduler's lock may be held when this module's is taken, never the other
+//! way: events are raised after this module's lock is dropped.
+
+mod ring_pages;
+mod virtio;
+
+use crate::devices::Devices;
+use crate::kprintln;
+use alloc::vec::Vec;
+use lite_abi::kcall::KcallError;
+use lite_abi::net::NET_EVENT;
+use lite_abi::net::config::NetConfig;
+use lite_abi::net::ring::{Geometry, KernelEnd, MAX_FRAME, RingError};
+use lite_abi::net::switch::{Binding, Delivery, check_transmit, dhcp_ack, route_received};
+use ring_pages::RingPages;
+use spin::Mutex;
+use virtio::Nic;
+
+/// What one app's port has seen, over all its runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PortCounters {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    /// Frames for the app dropped because its receive ring was full (or it was not running).
+    pub dropped_full: u64,
+    /// Frames the app sent with a source MAC or IP that is not its own.
+    pub dropped_spoofed: u64,
+    /// Frames lost to a ring the app broke (impossible index or length).
+    pub dropped_bad: u64,
+}
+
+struct Port {
+    end: KernelEnd,
+    memory: RingPages,
+    config: NetConfig,
+    /// Whether the app runs (frames for it are delivered) or has ended (they are dropped).
+    live: bool,
+    counters: PortCounters,
+}
+
+struct Network {
+    nic: Option<Nic>,
+    board: Board,
+    /// A transmitted frame, copied out of an app's ring, checked and switched from here.
+    scratch: alloc::boxed::Box<[u8; MAX_FRAME]>,
+}
+
+/// The apps' side of the switch: their bindings and ports.
+struct Board {
+    /// `bindings[i]` is app `i`'s, as the switch checks it; `None` without a network.
+    bindings: Vec<Option<Binding>>,
+    ports: Vec<Option<Port>>,
+    /// Received frames no app owns.
+    no_owner: u64,
+    /// Apps that got frames since events were last raised.
+    to_signal: Vec<usize>,
+}
+
+static NETWORK: Mutex<Option<Network>> = Mutex::new(None);
+
+fn with_network<R>(f: impl FnOnce(&mut Network) -> R) -> Option<R> {
+    NETWORK.lock().as_mut().map(f)
+}
+
+/// Brings up the NIC (if the machine has one) for a bundle of `app_count` apps. Prints a boot
+/// line either way; a missing or broken NIC is not fatal (apps without a network run on).
+pub fn init(devices: &'static Devices, app_count: usize) {
+    let nic = match Nic::new(devices, on_interrupt) {
+        Ok(nic) => {
+            let mac = nic.mac;
+            kprintln!(
+                "kernel-lite: net: virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, \
+                 {} receive buffers, MSI-X {}; frame switch on",
+                mac[0],
+                mac[1],
+                mac[2],
+                mac[3],
+                mac[4],
+                mac[5],
+                virtio::QUEUE_SIZE,
+                nic.vector
+            );
+            Some(nic)
+        }
+        Err(virtio::NicError::NotFound) => None,
+        Err(error) => {
+            kprintln!("kernel-lite: net: NIC not used: {error}");
+            None
+        }
+    };
+    *NETWORK.lock() = Some(Network {
+        nic,
+        board: Board {
+            bindings: (0..app_count).map(|_| None).collect(),
+            ports: (0..app_count).map(|_| None).collect(),
+            no_owner: 0,
+            to_signal: Vec::new(),
+        },
+        scratch: alloc::boxed::Box::new([0; MAX_FRAME]),
+    });
+}
+
+/// Binds app `index` to `config`, its rings in `pages` (the app's ring area, mapped). The port
+/// stays down until [`start`].
+pub fn attach(index: usize, name: &str, config: &NetConfig, pages: Vec<u64>) {
+    with_network(|network| {
+        if network.nic.is_none() {
+            kprintln!("kernel-lite: net: app '{name}' has a network binding but there is no NIC");
+        }
+        let memory = RingPages::new(pages);
+        let end = KernelEnd::reset(Geometry::of(config), config, &memory);
+        let board = &mut network.board;
+        board.bindings[index] = Some(Binding::of(config));
+        board.ports[index] = Some(Port {
+            end,
+            memory,
+            config: *config,
+            live: false,
+            counters: PortCounters::default(),
+        });
+    });
+}
+
+/// App `index` (re)starts: its rings are emptied and its binding (re)written into them.
+pub fn start(index: usize) {
+    with_network(|network| {
+        let board = &mut network.board;
+        if let Some(port) = board.ports[index].as_mut() {
+            port.end = KernelEnd::reset(port.end.geometry(), &port.config, &port.memory);
+            port.live = true;
+            board.bindings[index] = Some(Binding::of(&port.config));
+        }
+    });
+}
+
+/// App `index` ended: frames for it are dropped until it starts again.
+pub fn stop(index: usize) {
+    with_network(|network| {
+        if let Some(port) = network.board.ports[index].as_mut() {
+            port.live = false;
+        }
+    });
+}
+
+/// App `index` will not run again: its port goes (its ring pages may then be unmapped).
+pub fn detach(index: usize) {
+    with_network(|network| {
+        network.board.ports[index] = None;
+        network.board.bindings[index] = None;
+    });
+}
+
+/// What app `index`'s port has seen, if it has one.
+pub fn counters(index: usize) -> Option<PortCounters> {
+    with_network(|network| {
+        network.board.ports[index]
+            .as_ref()
+            .map(|port| port.counters)
+    })
+    .flatten()
+}
+
+/// Received frames no app owned.
+pub fn frames_without_owner() -> u64 {
+    with_network(|network| network.board.no_owner).unwrap_or(0)
+}
+
+impl Board {
+    /// Copies `frame` into app `index`'s receive ring, counting what happens.
+    fn deliver(&mut self, index: usize, frame: &[u8]) {
+        let Some(port) = self.ports.get_mut(index).and_then(Option::as_mut) else {
+            self.no_owner += 1;
+            return;
+        };
+        if !port.live {
+            port.counters.dropped_full += 1;
+            return;
+        }
+        match port.end.push_rx(&port.memory, frame) {
+            Ok(()) => {
+                port.counters.frames_in += 1;
+                port.counters.bytes_in += frame.len() as u64;
+                if !self.to_signal.contains(&index) {
+                    self.to_signal.push(index);
+                }
+            }
+            Err(RingError::Full | RingError::TooLong { .. }) => port.counters.dropped_full += 1,
+            Err(RingError::Corrupt { .. } | RingError::BadLength { .. }) => {
+                port.counters.dropped_bad += 1
+            }
+        }
+    }
+
+    /// Delivers `frame` as the switch routes it; `except` (the sender of a local frame) does
+    /// not get its own broadcast back.
+    fn switch(&mut self, frame: &[u8], except: Option<usize>) -> Delivery {
+        let delivery = route_received(&self.bindings, frame);
+        match delivery {
+            Delivery::App(index) => self.deliver(index, frame),
+            Delivery::Every => {
+                for index in 0..self.ports.len() {
+                    if Some(index) != except && self.ports[index].is_some() {
+                        self.deliver(index, frame);
+                    }
+                }
+            }
+            Delivery::NoOwner | Delivery::Malformed => {
+                if except.is_none() {
+                    self.no_owner += 1;
+                }
+            }
+        }
+        delivery
+    }
+
+    fn learn_dhcp_lease(&mut self, frame: &[u8]) {
+        if let Some((mac, address)) = dhcp_ack(frame)
+            && let Some(binding) = self
+                .bindings
+                .iter_mut()
+                .flatten()
+                .find(|binding| binding.mac() == mac)
+        {
+            binding.learn_ipv4(address);
+        }
+    }
+}
+
+impl Network {
+    /// Drains app `index`'s transmit ring: see the module docs. Returns frames that left.
+    fn flush(&mut self, index: usize) -> Result<u64, KcallError> {
+        let board = &mut self.board;
+        if board.ports.get(index).is_none_or(Option::is_none) {
+            return Err(KcallError::NoNetwork);
+        }
+        if let Some(nic) = self.nic.as_mut() {
+            nic.reclaim();
+        }
+        let mut sent = 0;
+        loop {
+            if self.nic.as_ref().is_some_and(|nic| !nic.can_transmit()) {
+                break;
+            }
+            let (Some(port), Some(binding)) =
+                (board.ports[index].as_mut(), board.bindings[index].as_ref())
+            else {
+                break;
+            };
+            let len = match port.end.pop_tx(&port.memory, &mut self.scratch) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(RingError::Corrupt { .. }) => {
+                    port.counters.dropped_bad += 1;
+                    break;
+                }
+                Err(_) => {
+                    port.counters.dropped_bad += 1;
+                    continue;
+                }
+            };
+            let frame = &self.scratch[..len];
+            if check_transmit(binding, frame).is_err() {
+                port.counters.dropped_spoofed += 1;
+                continue;
+            }
+            port.counters.frames_out += 1;
+            port.counters.bytes_out += len as u64;
+            if matches!(board.switch(frame, Some(index)), Delivery::App(_)) {
+                continue;
+            }
+            if let Some(nic) = self.nic.as_mut()
+                && nic.transmit(|buffer| {
+                    buffer[..len].copy_from_slice(frame);
+                    Some(len)
+                })
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// Raises [`NET_EVENT`] for every app that got frames (outside this module's lock).
+fn raise_events() {
+    let to_signal = with_network(|network| core::mem::take(&mut network.board.to_signal));
+    for index in to_signal.into_iter().flatten() {
+        crate::apps::signal(index, NET_EVENT);
+    }
+}
+
+/// Sends what app `index` has queued (the `net_flush` kcall, and every `wait`).
+pub fn flush(index: usize) -> Result<u64, KcallError> {
+    let sent = with_network(|network| network.flush(index)).unwrap_or(Err(KcallError::NoNetwork));
+    raise_events();
+    sent
+}
+
+/// The NIC's interrupt: switch every received frame, take back sent buffers.
+fn on_interrupt(_context: usize) {
+    with_network(|network| {
+        let Some(mut nic) = network.nic.take() else {
+            return;
+        };
+        let board = &mut network.board;
+        nic.receive(|frame| {
+            board.learn_dhcp_lease(frame);
+            board.switch(frame, None);
+        });
+        nic.reclaim();
+        network.nic = Some(nic);
+    });
+    raise_events();
+}

@@ -111,22 +111,26 @@ impl Connection {
 
     /// Parses the next buffered request and starts its response; false if there is none yet.
     fn start_next_response(&mut self, context: &dyn ServerContext) -> bool {
-        let (response, keep_alive, send_body) =
-            match self.parser.parse(&self.input[self.input_start..]) {
-                Ok(Parse::Incomplete) => return false,
-                Ok(Parse::Complete(request, consumed)) => {
-                    self.input_start += consumed;
-                    let response = site::respond(&request, context);
-                    (response, request.keep_alive, request.method != Method::Head)
-                }
-                Err(error) => {
-                    log::debug!("refused a request: {error:?}");
-                    self.input.clear();
-                    self.input_start = 0;
-                    (Response::error(error.status()), false, true)
-                }
-            };
+        let parsed = self.parser.parse(&self.input[self.input_start..]);
+        if parsed == Ok(Parse::Incomplete) {
+            return false;
+        }
+        // Counted first, so `/status` includes the request that asks for it.
         context.request_served();
+        let (response, keep_alive, send_body) = match parsed {
+            Ok(Parse::Complete(request, consumed)) => {
+                self.input_start += consumed;
+                let response = site::respond(&request, context);
+                (response, request.keep_alive, request.method != Method::Head)
+            }
+            Ok(Parse::Incomplete) => return false,
+            Err(error) => {
+                log::debug!("refused a request: {error:?}");
+                self.input.clear();
+                self.input_start = 0;
+                (Response::error(error.status()), false, true)
+            }
+        };
         response.write_head(keep_alive, &mut self.output);
         if send_body && !response.body.is_empty() {
             self.body = Some(BodyWriter::new(response.body));

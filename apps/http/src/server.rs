@@ -66,16 +66,16 @@ async fn serve() -> i32 {
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 let server = server.clone();
-                // The handle is dropped: the task runs on, detached.
-                let _ = task::spawn(async move {
+                // Dropping the handle detaches the task: it runs on until the connection ends.
+                drop(task::spawn(async move {
                     server
                         .open_connections
                         .set(server.open_connections.get() + 1);
-                    serve_connection(&stream, &*server).await;
+                    serve_connection(&stream, &server).await;
                     server
                         .open_connections
                         .set(server.open_connections.get() - 1);
-                });
+                }));
             }
             Err(error) => log::debug!("http: accept failed: {error:?}"),
         }

@@ -521,10 +521,11 @@ fn run_observed(
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.len() >= needle.len()
-        && haystack
-            .windows(needle.len())
-            .any(|window| window == needle.as_bytes())
+    needle.is_empty()
+        || haystack.len() >= needle.len()
+            && haystack
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
 }
 
 /// A QEMU started with its serial console going to a file, still running: for a test that

@@ -789,6 +789,70 @@ mod tests {
         assert!(error.contains("at most 47455"), "{error}");
     }
 
+    /// A stand-in for QEMU: `sh -c SCRIPT` gets `-serial file:PATH` as `$0 $1`, so the script
+    /// writes its "console" to `$f`. A long sleep is `exec`ed: a child of `sh` would keep the
+    /// output pipes open after `sh` is killed.
+    fn fake_qemu(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("f=\"${{1#file:}}\"; {script}"));
+        command
+    }
+
+    #[test]
+    fn a_running_qemu_is_watched_stopped_and_waited_for() {
+        let mut running =
+            RunningQemu::spawn(fake_qemu("echo booted > \"$f\"; exec sleep 30")).unwrap();
+        assert!(
+            running
+                .wait_for_serial("booted\n", Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(running.is_running());
+        assert_eq!(running.serial(), "booted\n");
+        let output = running.stop();
+        assert_eq!((output.status, output.timed_out), (None, false));
+        assert_eq!(output.serial, "booted\n");
+
+        let running = RunningQemu::spawn(fake_qemu("echo done > \"$f\"; exit 3")).unwrap();
+        let output = running.wait(Duration::from_secs(10));
+        assert_eq!((output.status, output.timed_out), (Some(3), false));
+        assert!(output.serial.starts_with("done\n"), "{output:?}");
+
+        let mut running = RunningQemu::spawn(fake_qemu("echo bye >&2; exit 1")).unwrap();
+        assert_eq!(
+            running.wait_for_serial("never", Duration::from_secs(10)),
+            None
+        );
+        let output = running.stop();
+        assert_eq!(output.status, Some(1));
+        assert!(
+            output.serial.contains("bye"),
+            "QEMU's stderr is kept: {output:?}"
+        );
+
+        let running = RunningQemu::spawn(fake_qemu("exec sleep 30")).unwrap();
+        let output = running.wait(Duration::from_millis(100));
+        assert_eq!((output.status, output.timed_out), (None, true));
+    }
+
+    #[test]
+    fn captured_runs_note_when_the_ready_line_came() {
+        let output = run_watched(
+            fake_qemu("sleep 0.2; echo ready > \"$f\"; sleep 0.3"),
+            Duration::from_secs(10),
+            Some("ready"),
+        )
+        .unwrap();
+        let ready = output.ready_after.expect("the ready line was seen");
+        assert!(
+            ready >= Duration::from_millis(200) && ready < output.wall,
+            "{output:?}"
+        );
+        assert_eq!(output.status, Some(0));
+    }
+
     #[test]
     fn taken_host_ports_are_found_before_qemu_starts() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

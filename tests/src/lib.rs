@@ -2,9 +2,12 @@
 //! boot it with the serial console captured, and hand the output to the test's assertions.
 
 pub use lite_abi::exit::ImageOutcome;
+use std::path::PathBuf;
 use std::time::Duration;
+pub use xtask::bundle::Protocol;
 pub use xtask::image::Firmware;
-pub use xtask::qemu::{Injection, RunOptions, RunOutput};
+use xtask::qemu::RunningQemu;
+pub use xtask::qemu::{Injection, PortForward, RunOptions, RunOutput, UserNetwork};
 
 /// Longest a test image may run under TCG before it counts as hung.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,28 +26,228 @@ pub fn boot_with(
     options: &RunOptions,
     injection: Option<&Injection>,
 ) -> RunOutput {
-    xtask::qemu::ensure_installed().expect("QEMU is installed");
-    let manifest = xtask::bundle::load(&xtask::bundle::find(name).unwrap()).unwrap();
-    // Tests run in parallel and several boot one bundle: each builds under a lock and boots a
-    // copy of its own, so no QEMU reads an image another test is rewriting (or has locked).
-    let copy = {
-        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let _building = BUILDING
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (_, disk) = xtask::boot_image(&manifest, firmware).unwrap();
-        let copy = disk.with_file_name(format!(
-            "run-{}-{}.img",
-            std::process::id(),
-            COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::copy(&disk, &copy).unwrap();
-        copy
-    };
+    let (_, copy) = private_image(name, firmware);
     let output = run_disk_with(&copy, firmware, options, injection);
     let _ = std::fs::remove_file(&copy);
     output
+}
+
+/// Builds bundle `name` for `firmware` and copies its disk image to a file of this boot's own;
+/// the caller removes the copy. Tests run in parallel and several boot one bundle: each builds
+/// under a lock and boots a copy of its own, so no QEMU reads an image another test is
+/// rewriting (or has locked).
+fn private_image(name: &str, firmware: Firmware) -> (xtask::bundle::Manifest, PathBuf) {
+    xtask::qemu::ensure_installed().expect("QEMU is installed");
+    let manifest = xtask::bundle::load(&xtask::bundle::find(name).unwrap()).unwrap();
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (_, disk) = xtask::boot_image(&manifest, firmware).unwrap();
+    let copy = disk.with_file_name(format!(
+        "run-{}-{}.img",
+        std::process::id(),
+        COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::copy(&disk, &copy).unwrap();
+    (manifest, copy)
+}
+
+/// Moves every forward's host port to one free on 127.0.0.1 now: each is bound to port 0 (the
+/// kernel picks a free one), all stay bound until all are picked so they differ, then all are
+/// let go for QEMU to take.
+fn pick_free_host_ports(network: &mut UserNetwork) {
+    let mut tcp_held = Vec::new();
+    let mut udp_held = Vec::new();
+    for forward in &mut network.forwards {
+        let any_port = (std::net::Ipv4Addr::LOCALHOST, 0);
+        forward.host_port = match forward.protocol {
+            Protocol::Tcp => {
+                let listener = std::net::TcpListener::bind(any_port).expect("a free TCP port");
+                let port = listener.local_addr().unwrap().port();
+                tcp_held.push(listener);
+                port
+            }
+            Protocol::Udp => {
+                let socket = std::net::UdpSocket::bind(any_port).expect("a free UDP port");
+                let port = socket.local_addr().unwrap().port();
+                udp_held.push(socket);
+                port
+            }
+        };
+    }
+    drop((tcp_held, udp_held));
+}
+
+/// QEMU's message when it cannot bind a host port (another process took the port between
+/// [`pick_free_host_ports`] and QEMU's start).
+const FORWARD_REFUSED: &str = "Could not set up host forwarding rule";
+
+/// Boots bundle `name`, whose apps have `[app.net]` forwards, with every forward's host port
+/// moved to a free one chosen now, and returns while QEMU runs, so that the test can talk to
+/// the guest through the forwarded ports. Ask the handle for the port of each
+/// (app, protocol, guest port) with [`NetworkedImage::host_port`]; end the run with
+/// [`NetworkedImage::wait`] (the image ends by itself) or [`NetworkedImage::stop`] (QEMU is
+/// killed), which give the [`RunOutput`] the other helpers give. Dropping the handle kills QEMU.
+///
+/// Returns once QEMU has set up its forwards (the console's first byte: QEMU binds the host
+/// ports before the guest runs); a port taken meanwhile by another process is picked again.
+///
+/// For example, with an `http` app (forward `tcp:8080:80`) in the bundle:
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use system_tests::{Firmware, Protocol, boot_networked};
+///
+/// let mut image = boot_networked("http", Firmware::Bios);
+/// image.wait_for_serial("[http] listening", Duration::from_secs(60));
+/// let port = image.host_port("http", Protocol::Tcp, 80);
+/// let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+/// client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply).unwrap();
+/// assert!(reply.starts_with("HTTP/1.0 200"));
+/// let output = image.stop();
+/// assert!(output.serial.contains("[http] served 1 request"));
+/// ```
+pub fn boot_networked(name: &str, firmware: Firmware) -> NetworkedImage {
+    boot_networked_with(name, firmware, &RunOptions::default())
+}
+
+/// Like [`boot_networked`], with QEMU options (another `-m`, a monitor; `options.network`
+/// gives the pcap file, its forwards are replaced by the bundle's).
+pub fn boot_networked_with(name: &str, firmware: Firmware, options: &RunOptions) -> NetworkedImage {
+    let (manifest, disk_copy) = private_image(name, firmware);
+    let mut network = UserNetwork::for_bundle(&manifest)
+        .unwrap_or_else(|| panic!("bundle {name:?} has no app with [app.net]"));
+    network.pcap = options
+        .network
+        .as_ref()
+        .and_then(|given| given.pcap.clone());
+    let profile = xtask::qemu::Profile::for_firmware(firmware).unwrap();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        pick_free_host_ports(&mut network);
+        let options = RunOptions {
+            network: Some(network.clone()),
+            ..options.clone()
+        };
+        let command = xtask::qemu::command(&profile, &disk_copy, &options).unwrap();
+        let mut qemu = RunningQemu::spawn(command).unwrap();
+        // kernel-lite always speaks before the image ends: a QEMU gone without a console byte
+        // never started.
+        let started = qemu.wait_for_serial("\n", BOOT_TIMEOUT).is_some() || qemu.is_running();
+        if started {
+            return NetworkedImage {
+                qemu: Some(qemu),
+                network,
+                disk_copy,
+            };
+        }
+        let output = qemu.stop();
+        if output.serial.contains(FORWARD_REFUSED) && attempts < 3 {
+            continue;
+        }
+        let _ = std::fs::remove_file(&disk_copy);
+        panic!(
+            "QEMU did not start ({:?}, forwards {:?}):\n{}",
+            output.status, network.forwards, output.serial
+        );
+    }
+}
+
+/// A networked image booted by [`boot_networked`], QEMU still running.
+pub struct NetworkedImage {
+    /// `None` once [`NetworkedImage::stop`] or [`NetworkedImage::wait`] took it.
+    qemu: Option<RunningQemu>,
+    network: UserNetwork,
+    disk_copy: PathBuf,
+}
+
+impl NetworkedImage {
+    /// The host port (on 127.0.0.1) forwarded to `app`'s `protocol` `guest_port`; panics if
+    /// the bundle forwards none there.
+    pub fn host_port(&self, app: &str, protocol: Protocol, guest_port: u16) -> u16 {
+        self.network
+            .host_port(app, protocol, guest_port)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no forward to {app} {protocol} port {guest_port}; the bundle has {:?}",
+                    self.network.forwards
+                )
+            })
+    }
+
+    /// Every forward, with the host ports chosen for this boot.
+    pub fn forwards(&self) -> &[PortForward] {
+        &self.network.forwards
+    }
+
+    fn qemu(&mut self) -> &mut RunningQemu {
+        self.qemu.as_mut().expect("QEMU was not yet collected")
+    }
+
+    /// The serial console so far.
+    pub fn serial(&mut self) -> String {
+        self.qemu().serial()
+    }
+
+    /// Whether QEMU still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.qemu().is_running()
+    }
+
+    /// Waits until `needle` appears on the serial console and returns when, counted from
+    /// QEMU's start; panics (showing the console) if QEMU ends or `timeout` passes first.
+    pub fn wait_for_serial(&mut self, needle: &str, timeout: Duration) -> Duration {
+        match self.qemu().wait_for_serial(needle, timeout) {
+            Some(after) => after,
+            None => {
+                let serial = self.serial();
+                panic!("{needle:?} did not appear within {timeout:?}; serial so far:\n{serial}");
+            }
+        }
+    }
+
+    /// Kills QEMU and returns what it produced (`status` is `None` unless the image had ended).
+    pub fn stop(mut self) -> RunOutput {
+        let output = self.qemu.take().expect("collected once").stop();
+        show(&output);
+        output
+    }
+
+    /// Waits for the image to end by itself and returns what it produced; panics if it runs
+    /// past [`BOOT_TIMEOUT`].
+    pub fn wait(mut self) -> RunOutput {
+        let output = self.qemu.take().expect("collected once").wait(BOOT_TIMEOUT);
+        show(&output);
+        assert!(
+            !output.timed_out,
+            "QEMU did not end within {BOOT_TIMEOUT:?}"
+        );
+        output
+    }
+}
+
+impl Drop for NetworkedImage {
+    fn drop(&mut self) {
+        // QEMU first (dropping it kills it), then the image it had open.
+        self.qemu = None;
+        let _ = std::fs::remove_file(&self.disk_copy);
+    }
+}
+
+/// Prints a run's console; the test harness shows it when the test fails.
+fn show(output: &RunOutput) {
+    println!(
+        "---- serial ({:?}, {:.1} s) ----\n{}",
+        output.status,
+        output.wall.as_secs_f64(),
+        output.serial
+    );
 }
 
 /// Boots an already written disk image.
@@ -65,13 +268,7 @@ fn run_disk_with(
         None => xtask::qemu::run_captured(command, BOOT_TIMEOUT),
     }
     .unwrap();
-    // Shown by the test harness when the test fails.
-    println!(
-        "---- serial ({:?}, {:.1} s) ----\n{}",
-        output.status,
-        output.wall.as_secs_f64(),
-        output.serial
-    );
+    show(&output);
     assert!(
         !output.timed_out,
         "QEMU did not end within {BOOT_TIMEOUT:?}"

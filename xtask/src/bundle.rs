@@ -2,11 +2,63 @@
 //!
 //! A manifest is checked completely on the host before anything is built; every problem is
 //! reported with the file, the line, what is wrong and how to fix it.
+//!
+//! # Networking: `[app.net]`
+//!
+//! An app with an `[app.net]` table gets its own MAC and IP addresses on the image's one NIC
+//! (kernel-lite's frame switch binds them to the app) and its own network stack in libos. When
+//! any app of a bundle has one, `cargo xtask run` adds a virtio-net NIC on QEMU's user network
+//! (10.0.2.0/24 with the gateway at 10.0.2.2 and DNS at 10.0.2.3; fec0::/64 for IPv6) and
+//! forwards the declared host ports to the apps. Every key is optional; an empty `[app.net]`
+//! gives an app with only its IPv6 link-local address.
+//!
+//! ```toml
+//! [[app]]
+//! name = "http"
+//! memory = "4 MiB"
+//! [app.net]
+//! ipv4 = "10.0.2.15/24"      # CIDR, or "dhcp"; absent: no IPv4
+//! gateway = "10.0.2.2"       # IPv4 default gateway (static ipv4 only; inside its subnet)
+//! dns = "10.0.2.3"           # DNS server (static ipv4 only)
+//! ipv6 = "fec0::15/64"       # CIDR, or "slaac"; absent: link-local only
+//! gateway6 = "fec0::2"       # IPv6 default gateway (static ipv6 only; may be link-local)
+//! mac = "02:00:00:00:00:15"  # unicast; absent: derived from the app's name (stable, 02:...)
+//! forward = ["tcp:8080:80", "udp:5353:53"]   # "PROTOCOL:HOST-PORT:GUEST-PORT"
+//! rx-ring = 256              # receive ring, frame slots: a power of two, 8 to 1024
+//! tx-ring = 256              # transmit ring, likewise
+//! max-sockets = 1100         # TCP and UDP sockets open at once, 1 to 8192
+//! socket-buffer = "16 KiB"   # each TCP socket's receive and send buffer, 1 KiB to 4 MiB
+//! ```
+//!
+//! Forwards listen on the host's 127.0.0.1 and go to the app's static IPv4 address, so an app
+//! with forwards needs `ipv4 = "A.B.C.D/N"` inside QEMU's 10.0.2.0/24 (and not QEMU's own
+//! 10.0.2.2 or 10.0.2.3). `dhcp` apps may not have forwards: QEMU forwards to one fixed guest
+//! address, and which lease a DHCP app gets depends on the order in which the apps ask (QEMU
+//! hands out 10.0.2.15, .16, ... first come, first served). For the same reason a static
+//! address in QEMU's lease pool (10.0.2.15 to 10.0.2.30) is refused when another app of the
+//! bundle uses `dhcp`. There are no IPv6 forwards: QEMU 7.2 refuses an IPv6 `hostfwd` (see
+//! [`crate::qemu::UserNetwork`]). `cargo xtask run --port-offset N` adds N to every host port.
+//!
+//! Refused, each with its line and a fix: an address that is not `A.B.C.D/N` (or `dhcp`,
+//! `slaac`), a prefix out of range, an address no app may own (unspecified, loopback,
+//! multicast, broadcast), a gateway outside the app's IPv4 subnet, a gateway or DNS server with
+//! a mode that learns them, a MAC that is malformed, zero or multicast, a forward that is not
+//! `tcp:H:G` or `udp:H:G` or names port 0, a forward on an app without a static IPv4, two apps
+//! with one MAC, IPv4 or IPv6 address, two forwards of one protocol and host port (across the
+//! bundle; TCP and UDP on one port are fine), two forwards of one app to one protocol and guest
+//! port, and ring sizes that are not a power of two from 8 to 1024.
 
-use lite_abi::bundle::{AppSpec, MAX_HEAP_BYTES, MAX_STACK_BYTES, MIN_HEAP_BYTES, RestartPolicy};
+use lite_abi::bundle::{
+    AppSpec, MAX_HEAP_BYTES, MAX_STACK_BYTES, MIN_HEAP_BYTES, RestartPolicy, shares_an_address,
+};
 use lite_abi::layout::{MAX_APPS, NAME_LEN};
+use lite_abi::net::config::{
+    Ipv4Mode, Ipv6Mode, MAX_SOCKET_BUFFER, MAX_SOCKETS, MIN_SOCKET_BUFFER, NetConfig,
+    NetConfigError, derived_mac,
+};
 use serde::Deserialize;
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -29,7 +81,56 @@ pub struct App {
     pub stack_bytes: u64,
     pub log_level: u8,
     pub restart: RestartPolicy,
+    /// The app's network binding (`[app.net]`), checked.
+    pub net: Option<NetConfig>,
+    /// Host ports QEMU forwards to the app's static IPv4 address (`forward = [...]`).
+    pub forwards: Vec<Forward>,
 }
+
+/// A transport protocol of a forwarded port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`, as QEMU's `hostfwd` and the manifest write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `forward = ["tcp:8080:80"]` entry: QEMU listens on the host port and passes what comes
+/// to the guest port of the app's static IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Forward {
+    pub protocol: Protocol,
+    pub host_port: u16,
+    pub guest_port: u16,
+}
+
+/// QEMU's user network, which the xtask always gives a networked image: forwards reach only
+/// addresses inside it.
+pub const QEMU_USER_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 0, 2, 0), 24);
+/// QEMU's own addresses on its user network (the gateway and the DNS server).
+pub const QEMU_USER_NET_RESERVED: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 0, 2, 3)];
+/// The addresses QEMU's DHCP server leases, first come, first served (libslirp's 16 clients
+/// from `dhcpstart`, 10.0.2.15 by default).
+pub const QEMU_DHCP_POOL: std::ops::RangeInclusive<Ipv4Addr> =
+    Ipv4Addr::new(10, 0, 2, 15)..=Ipv4Addr::new(10, 0, 2, 30);
+/// QEMU's user network for IPv6 (`ipv6-net`).
+pub const QEMU_USER_NET6: (Ipv6Addr, u8) = (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 64);
 
 impl App {
     pub fn spec(&self) -> AppSpec<'_> {
@@ -40,7 +141,7 @@ impl App {
             stack_bytes: self.stack_bytes,
             log_level: self.log_level,
             restart: self.restart,
-            net: None,
+            net: self.net,
         }
     }
 }
@@ -87,6 +188,25 @@ struct RawApp {
     log: Option<Spanned<String>>,
     restart: Option<Spanned<String>>,
     restart_limit: Option<Spanned<i64>>,
+    net: Option<Spanned<RawNet>>,
+}
+
+/// `[app.net]` as written; see the module docs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNet {
+    ipv4: Option<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    dns: Option<Spanned<String>>,
+    ipv6: Option<Spanned<String>>,
+    gateway6: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    forward: Vec<Spanned<String>>,
+    rx_ring: Option<Spanned<i64>>,
+    tx_ring: Option<Spanned<i64>>,
+    max_sockets: Option<Spanned<i64>>,
+    socket_buffer: Option<Spanned<Size>>,
 }
 
 /// A size written as a number of bytes or a string like "64 KiB", "1 MiB", "2 GiB".
@@ -182,6 +302,445 @@ impl Checker<'_> {
     }
 }
 
+/// Whether `address` lies in the IPv4 subnet `network`/`prefix`.
+pub fn in_subnet(address: Ipv4Addr, network: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    u32::from(address) & mask == u32::from(network) & mask
+}
+
+/// `02:00:00:00:00:15` (colons or dashes) as six bytes.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(mac)
+}
+
+/// A MAC as `02:00:00:00:00:15`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|byte| format!("{byte:02x}")).join(":")
+}
+
+/// `tcp:8080:80` as a [`Forward`]; `Err` says what is wrong.
+pub fn parse_forward(text: &str) -> Result<Forward, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [protocol, host, guest] = parts[..] else {
+        return Err(format!(
+            "forward '{text}' is not PROTOCOL:HOST-PORT:GUEST-PORT"
+        ));
+    };
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => return Err(format!("forward '{text}' has unknown protocol '{other}'")),
+    };
+    let port = |which: &str, port: &str| match port.parse::<u16>() {
+        Ok(0) => Err(format!("forward '{text}' names {which} port 0")),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "forward '{text}' has {which} port '{port}', not a number from 1 to 65535"
+        )),
+    };
+    Ok(Forward {
+        protocol,
+        host_port: port("host", host)?,
+        guest_port: port("guest", guest)?,
+    })
+}
+
+/// `[app.net]` checked: the binding, its forwards, and where they were written.
+struct CheckedNet {
+    config: NetConfig,
+    forwards: Vec<Forward>,
+    forward_spans: Vec<Range<usize>>,
+    /// The `mac`, `ipv4` and `ipv6` values' spans (the table's where absent): where address
+    /// clashes are reported.
+    mac_span: Range<usize>,
+    ipv4_span: Range<usize>,
+    ipv6_span: Range<usize>,
+}
+
+const CIDR4_FIX: &str = "write the address and prefix length, e.g. \"10.0.2.15/24\", or \"dhcp\"";
+const CIDR6_FIX: &str = "write the address and prefix length, e.g. \"fec0::15/64\", or \"slaac\"";
+const MAC_FIX: &str = "write a unicast MAC such as \"02:00:00:00:00:15\" (locally administered: \
+                       the first byte's second-lowest bit set, its lowest clear), or leave `mac` \
+                       out to derive one from the app's name";
+
+impl Checker<'_> {
+    fn ipv4_address(
+        &self,
+        field: &Spanned<String>,
+        what: &str,
+        fix: &str,
+    ) -> Result<Ipv4Addr, ManifestError> {
+        field.get_ref().trim().parse().map_err(|_| {
+            self.error(
+                Some(field.span()),
+                format!("{what} '{}' is not an IPv4 address", field.get_ref()),
+                fix,
+            )
+        })
+    }
+
+    fn ipv6_address(
+        &self,
+        field: &Spanned<String>,
+        what: &str,
+        fix: &str,
+    ) -> Result<Ipv6Addr, ManifestError> {
+        field.get_ref().trim().parse().map_err(|_| {
+            self.error(
+                Some(field.span()),
+                format!("{what} '{}' is not an IPv6 address", field.get_ref()),
+                fix,
+            )
+        })
+    }
+
+    /// `A/N` split, with the prefix checked to lie in `1..=max_prefix`.
+    fn cidr<'t>(
+        &self,
+        field: &'t Spanned<String>,
+        what: &str,
+        max_prefix: u8,
+        fix: &str,
+    ) -> Result<(&'t str, u8), ManifestError> {
+        let text = field.get_ref().trim();
+        let Some((address, prefix)) = text.split_once('/') else {
+            return Err(self.error(
+                Some(field.span()),
+                format!("{what} '{text}' has no prefix length"),
+                fix,
+            ));
+        };
+        match prefix.parse::<u8>() {
+            Ok(prefix) if (1..=max_prefix).contains(&prefix) => Ok((address, prefix)),
+            _ => Err(self.error(
+                Some(field.span()),
+                format!("{what} '{text}': prefix length /{prefix} is out of range"),
+                &format!("an {what} prefix length is 1 to {max_prefix}; {fix}"),
+            )),
+        }
+    }
+
+    fn ring_slots(&self, field: &Option<Spanned<i64>>, what: &str) -> Result<u16, ManifestError> {
+        use lite_abi::net::config::{DEFAULT_RING_SLOTS, MAX_RING_SLOTS, MIN_RING_SLOTS};
+        let Some(field) = field else {
+            return Ok(DEFAULT_RING_SLOTS);
+        };
+        match u16::try_from(*field.get_ref()) {
+            Ok(slots)
+                if slots.is_power_of_two()
+                    && (MIN_RING_SLOTS..=MAX_RING_SLOTS).contains(&slots) =>
+            {
+                Ok(slots)
+            }
+            _ => Err(self.error(
+                Some(field.span()),
+                format!(
+                    "{what} of {} slots is not a power of two from {MIN_RING_SLOTS} to {MAX_RING_SLOTS}",
+                    field.get_ref()
+                ),
+                &format!(
+                    "use 8, 16, 32, 64, 128, 256, 512 or 1024 (leave it out for {DEFAULT_RING_SLOTS})"
+                ),
+            )),
+        }
+    }
+
+    /// Checks one app's `[app.net]`; cross-app rules are checked by [`parse`].
+    fn net(&self, app_name: &str, raw: &Spanned<RawNet>) -> Result<CheckedNet, ManifestError> {
+        let table_span = raw.span();
+        let net = raw.get_ref();
+        let mac = match &net.mac {
+            None => derived_mac(app_name),
+            Some(field) => parse_mac(field.get_ref().trim()).ok_or_else(|| {
+                self.error(
+                    Some(field.span()),
+                    format!("mac '{}' is not six hex bytes", field.get_ref()),
+                    MAC_FIX,
+                )
+            })?,
+        };
+        let mut config = NetConfig::new(mac);
+
+        if let Some(field) = &net.ipv4 {
+            config.ipv4 = if field.get_ref().trim() == "dhcp" {
+                Ipv4Mode::Dhcp
+            } else {
+                let (address, prefix) = self.cidr(field, "IPv4", 32, CIDR4_FIX)?;
+                let address: Ipv4Addr = address.parse().map_err(|_| {
+                    self.error(
+                        Some(field.span()),
+                        format!("ipv4 '{}' is not an IPv4 address", field.get_ref()),
+                        CIDR4_FIX,
+                    )
+                })?;
+                // The subnet's own address and its broadcast address are no host's.
+                let host_bits = !u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                let host = u32::from(address) & host_bits;
+                if prefix <= 30 && (host == 0 || host == host_bits) {
+                    return Err(self.error(
+                        Some(field.span()),
+                        format!(
+                            "ipv4 {address}/{prefix} is the subnet's network or broadcast address"
+                        ),
+                        "pick a host address inside the subnet, e.g. \"10.0.2.15/24\"",
+                    ));
+                }
+                Ipv4Mode::Static {
+                    address: address.octets(),
+                    prefix,
+                }
+            };
+        }
+        let static_ipv4 = match config.ipv4 {
+            Ipv4Mode::Static { address, prefix } => Some((Ipv4Addr::from(address), prefix)),
+            _ => None,
+        };
+        let learned_or_absent = |what: &str| match config.ipv4 {
+            Ipv4Mode::Dhcp => format!("DHCP supplies the {what} of a `dhcp` app"),
+            _ => format!("a {what} needs a static `ipv4` address"),
+        };
+        if let Some(field) = &net.gateway {
+            let fix = "name the router inside the app's IPv4 subnet, e.g. \"10.0.2.2\" (QEMU's), \
+                       or leave `gateway` out";
+            let Some((own, prefix)) = static_ipv4 else {
+                return Err(self.error(Some(field.span()), learned_or_absent("gateway"), fix));
+            };
+            let gateway = self.ipv4_address(field, "gateway", fix)?;
+            if !lite_abi::net::config::is_usable_ipv4(gateway.octets()) || gateway == own {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!("gateway {gateway} is no router's address"),
+                    fix,
+                ));
+            }
+            if !in_subnet(gateway, own, prefix) {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!("gateway {gateway} lies outside the app's subnet {own}/{prefix}"),
+                    fix,
+                ));
+            }
+            config.gateway4 = Some(gateway.octets());
+        }
+        if let Some(field) = &net.dns {
+            let fix = "name a DNS server, e.g. \"10.0.2.3\" (QEMU's), or leave `dns` out";
+            if static_ipv4.is_none() {
+                return Err(self.error(Some(field.span()), learned_or_absent("DNS server"), fix));
+            }
+            let dns = self.ipv4_address(field, "dns", fix)?;
+            if !lite_abi::net::config::is_usable_ipv4(dns.octets()) {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!("dns {dns} is no server's address"),
+                    fix,
+                ));
+            }
+            config.dns4 = Some(dns.octets());
+        }
+
+        if let Some(field) = &net.ipv6 {
+            config.ipv6 = if field.get_ref().trim() == "slaac" {
+                Ipv6Mode::Slaac
+            } else {
+                let (address, prefix) = self.cidr(field, "IPv6", 128, CIDR6_FIX)?;
+                let address: Ipv6Addr = address.parse().map_err(|_| {
+                    self.error(
+                        Some(field.span()),
+                        format!("ipv6 '{}' is not an IPv6 address", field.get_ref()),
+                        CIDR6_FIX,
+                    )
+                })?;
+                Ipv6Mode::Static {
+                    address: address.octets(),
+                    prefix,
+                }
+            };
+        }
+        if let Some(field) = &net.gateway6 {
+            let fix = "name the router, e.g. \"fec0::2\" (QEMU's) or its link-local address, or \
+                       leave `gateway6` out";
+            let own = match config.ipv6 {
+                Ipv6Mode::Static { address, .. } => Ipv6Addr::from(address),
+                Ipv6Mode::Slaac => {
+                    return Err(self.error(
+                        Some(field.span()),
+                        "router advertisements supply the gateway of a `slaac` app".into(),
+                        fix,
+                    ));
+                }
+                Ipv6Mode::None => {
+                    return Err(self.error(
+                        Some(field.span()),
+                        "a gateway6 needs a static `ipv6` address".into(),
+                        fix,
+                    ));
+                }
+            };
+            let gateway = self.ipv6_address(field, "gateway6", fix)?;
+            if !lite_abi::net::config::is_usable_ipv6(gateway.octets()) || gateway == own {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!("gateway6 {gateway} is no router's address"),
+                    fix,
+                ));
+            }
+            config.gateway6 = Some(gateway.octets());
+        }
+
+        config.rx_slots = self.ring_slots(&net.rx_ring, "rx-ring")?;
+        config.tx_slots = self.ring_slots(&net.tx_ring, "tx-ring")?;
+        if let Some(field) = &net.max_sockets {
+            config.max_sockets = u16::try_from(*field.get_ref())
+                .ok()
+                .filter(|count| (1..=MAX_SOCKETS).contains(count))
+                .ok_or_else(|| {
+                    self.error(
+                        Some(field.span()),
+                        format!("max-sockets {} is out of range", field.get_ref()),
+                        &format!("allow 1 to {MAX_SOCKETS} sockets"),
+                    )
+                })?;
+        }
+        if let Some(field) = &net.socket_buffer {
+            let bytes = self.size(
+                field,
+                "socket-buffer",
+                u64::from(MIN_SOCKET_BUFFER),
+                u64::from(MAX_SOCKET_BUFFER),
+            )?;
+            config.socket_buffer = u32::try_from(bytes).expect("checked against a u32 maximum");
+        }
+
+        // The same check kernel-lite makes when it reads the bundle: whatever the finer checks
+        // above let through is named here.
+        config.check().map_err(|error| {
+            let (span, fix) = match error {
+                NetConfigError::BadMac => (net.mac.as_ref().map(Spanned::span), MAC_FIX),
+                NetConfigError::BadIpv4 => (
+                    net.ipv4.as_ref().map(Spanned::span),
+                    "an app's address may not be unspecified, loopback (127/8), multicast or \
+                     broadcast (224/3); pick one such as \"10.0.2.15/24\"",
+                ),
+                NetConfigError::BadIpv6 => (
+                    net.ipv6.as_ref().map(Spanned::span),
+                    "an app's address may not be unspecified (::), loopback (::1) or multicast \
+                     (ff00::/8); pick one such as \"fec0::15/64\"",
+                ),
+                NetConfigError::BadPrefix => (
+                    net.ipv4.as_ref().or(net.ipv6.as_ref()).map(Spanned::span),
+                    "an IPv4 prefix length is 1 to 32, an IPv6 one 1 to 128",
+                ),
+                NetConfigError::BadRingSize => (
+                    net.rx_ring
+                        .as_ref()
+                        .or(net.tx_ring.as_ref())
+                        .map(Spanned::span),
+                    "use a power of two from 8 to 1024",
+                ),
+                NetConfigError::BadSocketCount => (
+                    net.max_sockets.as_ref().map(Spanned::span),
+                    "allow 1 to 8192 sockets",
+                ),
+                NetConfigError::BadSocketBuffer | NetConfigError::BadMode => (
+                    net.socket_buffer.as_ref().map(Spanned::span),
+                    "use a socket buffer from 1 KiB to 4 MiB",
+                ),
+            };
+            let what = match error {
+                NetConfigError::BadMac => format!("mac {}: {error}", format_mac(config.mac)),
+                _ => error.to_string(),
+            };
+            self.error(span.or(Some(table_span.clone())), what, fix)
+        })?;
+
+        let mut forwards: Vec<Forward> = Vec::new();
+        let mut forward_spans = Vec::new();
+        for field in &net.forward {
+            let forward = parse_forward(field.get_ref().trim()).map_err(|problem| {
+                self.error(
+                    Some(field.span()),
+                    problem,
+                    "write \"tcp:HOST-PORT:GUEST-PORT\" or \"udp:HOST-PORT:GUEST-PORT\" with ports \
+                     from 1 to 65535, e.g. \"tcp:8080:80\"",
+                )
+            })?;
+            let Some((address, _)) = static_ipv4 else {
+                let problem = match config.ipv4 {
+                    Ipv4Mode::Dhcp => {
+                        "a `dhcp` app cannot have forwards: QEMU forwards to a fixed address, \
+                         and the lease a DHCP app gets depends on the order the apps ask in"
+                    }
+                    _ => "forwards go to the app's IPv4 address, and the app has none",
+                };
+                return Err(self.error(
+                    Some(field.span()),
+                    problem.into(),
+                    "give the app a static address in QEMU's network, e.g. ipv4 = \
+                     \"10.0.2.15/24\"",
+                ));
+            };
+            let (qemu_net, qemu_prefix) = QEMU_USER_NET;
+            if !in_subnet(address, qemu_net, qemu_prefix)
+                || QEMU_USER_NET_RESERVED.contains(&address)
+            {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!(
+                        "QEMU forwards only to its user network {qemu_net}/{qemu_prefix}, \
+                         without its own 10.0.2.2 and 10.0.2.3; the app's address is {address}"
+                    ),
+                    "give the app an address such as \"10.0.2.15/24\", or drop the forward",
+                ));
+            }
+            if forwards.iter().any(|earlier| {
+                earlier.protocol == forward.protocol && earlier.host_port == forward.host_port
+            }) {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!(
+                        "host {} port {} is forwarded twice",
+                        forward.protocol, forward.host_port
+                    ),
+                    "forward each host port to one guest port only: pick another host port",
+                ));
+            }
+            if forwards.iter().any(|earlier| {
+                earlier.protocol == forward.protocol && earlier.guest_port == forward.guest_port
+            }) {
+                return Err(self.error(
+                    Some(field.span()),
+                    format!(
+                        "{} port {} of this app is forwarded twice",
+                        forward.protocol, forward.guest_port
+                    ),
+                    "forward each guest port from one host port",
+                ));
+            }
+            forwards.push(forward);
+            forward_spans.push(field.span());
+        }
+        Ok(CheckedNet {
+            config,
+            forwards,
+            forward_spans,
+            mac_span: net.mac.as_ref().map_or(table_span.clone(), Spanned::span),
+            ipv4_span: net.ipv4.as_ref().map_or(table_span.clone(), Spanned::span),
+            ipv6_span: net.ipv6.as_ref().map_or(table_span, Spanned::span),
+        })
+    }
+}
+
 /// The 1-based line of byte `offset` in `text`.
 pub fn line_number(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -192,8 +751,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let checker = Checker { file, text };
     let raw: RawManifest = toml::from_str(text).map_err(|error| {
         let problem = error.message().trim().to_owned();
-        let fix = if problem.contains("unknown field") {
-            "use only the keys name, program, memory, stack, log, restart, restart-limit"
+        let fix = if problem.contains("unknown field") && problem.contains("`ipv4`") {
+            "in [app.net] use only the keys ipv4, gateway, dns, ipv6, gateway6, mac, forward, \
+             rx-ring, tx-ring, max-sockets, socket-buffer"
+        } else if problem.contains("unknown field") {
+            "use only the keys name, program, memory, stack, log, restart, restart-limit, and an \
+             [app.net] table"
+        } else if problem.contains("expected a sequence") {
+            "`forward` is a list, e.g. forward = [\"tcp:8080:80\"]"
         } else if problem.contains("missing field") {
             "every [[app]] needs at least `name` and `memory`"
         } else {
@@ -219,6 +784,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         ));
     }
     let mut apps: Vec<App> = Vec::new();
+    // Each app's checked `[app.net]` with its spans, beside `apps`, for the cross-app rules.
+    let mut nets: Vec<Option<CheckedNet>> = Vec::new();
     for entry in &raw.app {
         let raw_app = entry.get_ref();
         let name = raw_app.name.get_ref().clone();
@@ -302,6 +869,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
                 }
             },
         };
+        let net = match &raw_app.net {
+            Some(raw_net) => Some(checker.net(&name, raw_net)?),
+            None => None,
+        };
+        if let Some(net) = &net {
+            check_against_earlier_apps(&checker, net, &apps, &nets)?;
+        }
         apps.push(App {
             name,
             program,
@@ -309,7 +883,39 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
             stack_bytes,
             log_level,
             restart,
+            net: net.as_ref().map(|net| net.config),
+            forwards: net
+                .as_ref()
+                .map(|net| net.forwards.clone())
+                .unwrap_or_default(),
         });
+        nets.push(net);
+    }
+    if let Some(dhcp_app) = apps
+        .iter()
+        .find(|app| app.net.is_some_and(|net| net.ipv4 == Ipv4Mode::Dhcp))
+    {
+        for (app, net) in apps.iter().zip(&nets) {
+            let (Some(address), Some(net)) = (app.net.and_then(|net| net.static_ipv4()), net)
+            else {
+                continue;
+            };
+            let address = Ipv4Addr::from(address);
+            if QEMU_DHCP_POOL.contains(&address) {
+                return Err(checker.error(
+                    Some(net.ipv4_span.clone()),
+                    format!(
+                        "app '{}' has {address}, inside the addresses QEMU's DHCP server leases \
+                         ({} to {}), and app '{}' uses dhcp: both could end up with it",
+                        app.name,
+                        QEMU_DHCP_POOL.start(),
+                        QEMU_DHCP_POOL.end(),
+                        dhcp_app.name
+                    ),
+                    "give the static app an address outside the pool, e.g. \"10.0.2.100/24\"",
+                ));
+            }
+        }
     }
     Ok(Manifest {
         name: file
@@ -319,6 +925,57 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         path: file.to_path_buf(),
         apps,
     })
+}
+
+/// The rules between apps: no two bind one MAC, IPv4 or IPv6 address, and no two forwards take
+/// one protocol's host port.
+fn check_against_earlier_apps(
+    checker: &Checker<'_>,
+    net: &CheckedNet,
+    earlier_apps: &[App],
+    earlier_nets: &[Option<CheckedNet>],
+) -> Result<(), ManifestError> {
+    for (earlier_app, earlier_net) in earlier_apps.iter().zip(earlier_nets) {
+        let Some(earlier_net) = earlier_net else {
+            continue;
+        };
+        let (ours, theirs) = (&net.config, &earlier_net.config);
+        if shares_an_address(ours, theirs) {
+            let (what, span) = if ours.mac == theirs.mac {
+                (
+                    format!("MAC {}", format_mac(ours.mac)),
+                    net.mac_span.clone(),
+                )
+            } else if ours.static_ipv4().is_some() && ours.static_ipv4() == theirs.static_ipv4() {
+                let address = Ipv4Addr::from(ours.static_ipv4().unwrap_or_default());
+                (format!("IPv4 address {address}"), net.ipv4_span.clone())
+            } else {
+                let address = Ipv6Addr::from(ours.static_ipv6().unwrap_or_default());
+                (format!("IPv6 address {address}"), net.ipv6_span.clone())
+            };
+            return Err(checker.error(
+                Some(span),
+                format!("app '{}' already has the {what}", earlier_app.name),
+                "give every app its own MAC and addresses (leave `mac` out to derive one from \
+                 the app's name)",
+            ));
+        }
+        for (forward, span) in net.forwards.iter().zip(&net.forward_spans) {
+            if earlier_app.forwards.iter().any(|earlier| {
+                earlier.protocol == forward.protocol && earlier.host_port == forward.host_port
+            }) {
+                return Err(checker.error(
+                    Some(span.clone()),
+                    format!(
+                        "host {} port {} is already forwarded to app '{}'",
+                        forward.protocol, forward.host_port, earlier_app.name
+                    ),
+                    "forward each host port to one app only: pick another host port",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads and checks the manifest at `path`.
@@ -398,6 +1055,8 @@ mod tests {
                 stack_bytes: DEFAULT_STACK_BYTES,
                 log_level: 3,
                 restart: RestartPolicy::Never,
+                net: None,
+                forwards: Vec::new(),
             }]
         );
         let manifest = check("[[app]]\nname = \"hello\"\nmemory = 1048576\nrestart = \"on-failure\"\nrestart-limit = 5\nlog = \"debug\"\n").unwrap();
@@ -460,6 +1119,344 @@ mod tests {
                 .problem
                 .contains("missing field")
         );
+    }
+
+    /// The module docs' example, as a test keeps it honest.
+    const NET_EXAMPLE: &str = r#"[[app]]
+name = "http"
+program = "hello"
+memory = "4 MiB"
+[app.net]
+ipv4 = "10.0.2.15/24"
+gateway = "10.0.2.2"
+dns = "10.0.2.3"
+ipv6 = "fec0::15/64"
+gateway6 = "fec0::2"
+mac = "02:00:00:00:00:15"
+forward = ["tcp:8080:80", "udp:5353:53"]
+rx-ring = 256
+tx-ring = 512
+max-sockets = 1100
+socket-buffer = "16 KiB"
+"#;
+
+    #[test]
+    fn the_module_docs_net_example_is_the_one_tested() {
+        let docs: String = include_str!("bundle.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("//! "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(docs.contains("ipv4 = \"10.0.2.15/24\""), "{docs}");
+        assert!(docs.contains("forward = [\"tcp:8080:80\", \"udp:5353:53\"]"));
+    }
+
+    #[test]
+    fn a_full_net_table_parses() {
+        let manifest = check(NET_EXAMPLE).unwrap();
+        let app = &manifest.apps[0];
+        let mut ipv6 = [0u8; 16];
+        ipv6[..2].copy_from_slice(&[0xfe, 0xc0]);
+        ipv6[15] = 0x15;
+        let mut gateway6 = ipv6;
+        gateway6[15] = 2;
+        assert_eq!(
+            app.net,
+            Some(NetConfig {
+                mac: [2, 0, 0, 0, 0, 0x15],
+                ipv4: Ipv4Mode::Static {
+                    address: [10, 0, 2, 15],
+                    prefix: 24
+                },
+                gateway4: Some([10, 0, 2, 2]),
+                dns4: Some([10, 0, 2, 3]),
+                ipv6: Ipv6Mode::Static {
+                    address: ipv6,
+                    prefix: 64
+                },
+                gateway6: Some(gateway6),
+                rx_slots: 256,
+                tx_slots: 512,
+                max_sockets: 1100,
+                socket_buffer: 16 * 1024,
+            })
+        );
+        assert_eq!(
+            app.forwards,
+            [
+                Forward {
+                    protocol: Protocol::Tcp,
+                    host_port: 8080,
+                    guest_port: 80
+                },
+                Forward {
+                    protocol: Protocol::Udp,
+                    host_port: 5353,
+                    guest_port: 53
+                }
+            ]
+        );
+        assert_eq!(app.spec().net, app.net);
+
+        // An empty table: a derived MAC, link-local IPv6 only, the default limits.
+        let manifest = check("[[app]]\nname = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\n").unwrap();
+        assert_eq!(
+            manifest.apps[0].net,
+            Some(NetConfig::new(derived_mac("hello")))
+        );
+        assert!(manifest.apps[0].forwards.is_empty());
+
+        // DHCP and SLAAC; TCP and UDP may share a host port.
+        let manifest = check(
+            "[[app]]\nname = \"a\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\nipv4 = \"dhcp\"\nipv6 = \"slaac\"\n\
+             [[app]]\nname = \"b\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\nipv4 = \"10.0.2.100/24\"\nforward = [\"tcp:53:53\", \"udp:53:53\"]\n",
+        )
+        .unwrap();
+        let a = manifest.apps[0].net.unwrap();
+        assert_eq!((a.ipv4, a.ipv6), (Ipv4Mode::Dhcp, Ipv6Mode::Slaac));
+        assert_eq!(manifest.apps[1].forwards.len(), 2);
+    }
+
+    /// A one-app manifest whose `[app.net]` holds `lines` (its first line is line 5).
+    fn net_refused(lines: &str) -> ManifestError {
+        refused(&format!(
+            "[[app]]\nname = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\n{lines}\n"
+        ))
+    }
+
+    #[test]
+    fn bad_net_tables_name_the_line_and_the_fix() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("ipv4 = \"10.0.2.15\"", 5, "no prefix length"),
+            ("ipv4 = \"10.0.2/24\"", 5, "not an IPv4 address"),
+            ("ipv4 = \"10.0.2.15/33\"", 5, "/33 is out of range"),
+            ("ipv4 = \"10.0.2.15/0\"", 5, "/0 is out of range"),
+            ("ipv4 = \"127.0.0.1/8\"", 5, "unusable IPv4 address"),
+            ("ipv4 = \"224.0.0.1/4\"", 5, "unusable IPv4 address"),
+            ("ipv4 = \"10.0.2.0/24\"", 5, "network or broadcast"),
+            ("ipv4 = \"10.0.2.255/24\"", 5, "network or broadcast"),
+            ("ipv6 = \"fec0::15\"", 5, "no prefix length"),
+            ("ipv6 = \"fec0::15/129\"", 5, "/129 is out of range"),
+            ("ipv6 = \"fec0::zz/64\"", 5, "not an IPv6 address"),
+            ("ipv6 = \"ff02::1/64\"", 5, "unusable IPv6 address"),
+            ("ipv6 = \"::1/128\"", 5, "unusable IPv6 address"),
+            (
+                "ipv4 = \"10.0.2.15/24\"\ngateway = \"10.0.3.2\"",
+                6,
+                "outside the app's subnet",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\ngateway = \"10.0.2\"",
+                6,
+                "not an IPv4 address",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\ngateway = \"10.0.2.15\"",
+                6,
+                "no router's address",
+            ),
+            (
+                "ipv4 = \"dhcp\"\ngateway = \"10.0.2.2\"",
+                6,
+                "DHCP supplies the gateway",
+            ),
+            ("gateway = \"10.0.2.2\"", 5, "needs a static `ipv4`"),
+            ("dns = \"10.0.2.3\"", 5, "needs a static `ipv4`"),
+            (
+                "ipv4 = \"10.0.2.15/24\"\ndns = \"0.0.0.0\"",
+                6,
+                "no server's address",
+            ),
+            (
+                "ipv6 = \"slaac\"\ngateway6 = \"fec0::2\"",
+                6,
+                "router advertisements",
+            ),
+            ("gateway6 = \"fec0::2\"", 5, "needs a static `ipv6`"),
+            (
+                "ipv6 = \"fec0::15/64\"\ngateway6 = \"ff02::2\"",
+                6,
+                "no router's address",
+            ),
+            ("mac = \"02:00:00:00:15\"", 5, "not six hex bytes"),
+            ("mac = \"02:00:00:00:00:zz\"", 5, "not six hex bytes"),
+            (
+                "mac = \"01:00:5e:00:00:01\"",
+                5,
+                "zero, multicast or broadcast",
+            ),
+            (
+                "mac = \"00:00:00:00:00:00\"",
+                5,
+                "zero, multicast or broadcast",
+            ),
+            (
+                "mac = \"ff:ff:ff:ff:ff:ff\"",
+                5,
+                "zero, multicast or broadcast",
+            ),
+            ("rx-ring = 100", 5, "not a power of two"),
+            ("tx-ring = 2048", 5, "not a power of two"),
+            ("tx-ring = 4", 5, "not a power of two"),
+            ("max-sockets = 0", 5, "max-sockets 0 is out of range"),
+            ("max-sockets = 9000", 5, "out of range"),
+            ("socket-buffer = \"512 B\"", 5, "below the minimum"),
+            ("socket-buffer = \"64 MiB\"", 5, "absurd"),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:8080\"]",
+                6,
+                "not PROTOCOL:HOST-PORT:GUEST-PORT",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"sctp:8080:80\"]",
+                6,
+                "unknown protocol 'sctp'",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:0:80\"]",
+                6,
+                "host port 0",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:8080:0\"]",
+                6,
+                "guest port 0",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:70000:80\"]",
+                6,
+                "not a number from 1 to 65535",
+            ),
+            ("forward = [\"tcp:8080:80\"]", 5, "the app has none"),
+            (
+                "ipv4 = \"dhcp\"\nforward = [\"tcp:8080:80\"]",
+                6,
+                "a `dhcp` app cannot have forwards",
+            ),
+            (
+                "ipv4 = \"192.168.1.5/24\"\nforward = [\"tcp:8080:80\"]",
+                6,
+                "QEMU forwards only",
+            ),
+            (
+                "ipv4 = \"10.0.2.2/24\"\nforward = [\"tcp:8080:80\"]",
+                6,
+                "QEMU forwards only",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:8080:80\", \"tcp:8080:81\"]",
+                6,
+                "host tcp port 8080 is forwarded twice",
+            ),
+            (
+                "ipv4 = \"10.0.2.15/24\"\nforward = [\"udp:8080:80\", \"udp:8081:80\"]",
+                6,
+                "udp port 80 of this app is forwarded twice",
+            ),
+            ("colour = \"red\"", 5, "unknown field"),
+        ];
+        for (lines, line, problem) in cases {
+            let error = net_refused(lines);
+            assert!(
+                error.problem.contains(problem),
+                "{lines:?}: expected {problem:?} in\n{error}"
+            );
+            assert_eq!(error.line, Some(*line), "{lines:?}: {error}");
+            assert!(!error.fix.is_empty(), "{lines:?}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("bundles/x.toml:{line}: "))
+            );
+        }
+        assert!(net_refused("colour = \"red\"").fix.contains("max-sockets"));
+        assert!(
+            net_refused("mac = \"01:00:5e:00:00:01\"")
+                .fix
+                .contains("02:00:00:00:00:15")
+        );
+    }
+
+    /// Two apps, `a` then `b`, with these `[app.net]` lines: `a`'s start on line 6, `b`'s on
+    /// line 11 plus the number of `a`'s lines.
+    fn pair_refused(a: &str, b: &str) -> ManifestError {
+        refused(&format!(
+            "[[app]]\nname = \"a\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\n{a}\n\
+             [[app]]\nname = \"b\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n[app.net]\n{b}\n"
+        ))
+    }
+
+    #[test]
+    fn apps_may_not_share_addresses_or_host_ports() {
+        let error = pair_refused("mac = \"02:00:00:00:00:15\"", "mac = \"02:00:00:00:00:15\"");
+        assert_eq!(error.line, Some(12), "{error}");
+        assert!(
+            error
+                .problem
+                .contains("app 'a' already has the MAC 02:00:00:00:00:15"),
+            "{error}"
+        );
+
+        let error = pair_refused("ipv4 = \"10.0.2.15/24\"", "ipv4 = \"10.0.2.15/16\"");
+        assert_eq!(error.line, Some(12), "{error}");
+        assert!(error.problem.contains("IPv4 address 10.0.2.15"), "{error}");
+
+        let error = pair_refused(
+            "ipv6 = \"fec0::15/64\"",
+            "ipv4 = \"10.0.2.16/24\"\nipv6 = \"fec0::15/64\"",
+        );
+        assert_eq!(error.line, Some(13), "{error}");
+        assert!(error.problem.contains("IPv6 address fec0::15"), "{error}");
+
+        let error = pair_refused(
+            "ipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:8080:80\"]",
+            "ipv4 = \"10.0.2.16/24\"\nforward = [\"udp:8080:80\", \"tcp:8080:80\"]",
+        );
+        assert_eq!(error.line, Some(14), "{error}");
+        assert!(
+            error
+                .problem
+                .contains("host tcp port 8080 is already forwarded to app 'a'"),
+            "{error}"
+        );
+
+        let error = pair_refused("ipv4 = \"dhcp\"", "ipv4 = \"10.0.2.20/24\"");
+        assert_eq!(error.line, Some(12), "{error}");
+        assert!(
+            error.problem.contains("QEMU's DHCP server leases"),
+            "{error}"
+        );
+        assert!(error.fix.contains("outside the pool"), "{error}");
+    }
+
+    #[test]
+    fn forwards_parse() {
+        assert_eq!(
+            parse_forward("udp:5353:53"),
+            Ok(Forward {
+                protocol: Protocol::Udp,
+                host_port: 5353,
+                guest_port: 53
+            })
+        );
+        assert!(parse_forward("tcp:1:2:3").is_err());
+        assert_eq!(parse_mac("02-00-00-00-00-15"), Some([2, 0, 0, 0, 0, 0x15]));
+        assert_eq!(format_mac([2, 0, 0, 0, 0, 0x15]), "02:00:00:00:00:15");
+        assert!(in_subnet(
+            Ipv4Addr::new(10, 0, 2, 200),
+            Ipv4Addr::new(10, 0, 2, 0),
+            24
+        ));
+        assert!(!in_subnet(
+            Ipv4Addr::new(10, 0, 3, 1),
+            Ipv4Addr::new(10, 0, 2, 0),
+            24
+        ));
+        assert!(in_subnet(
+            Ipv4Addr::new(10, 0, 2, 1),
+            Ipv4Addr::new(10, 0, 2, 1),
+            32
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use xtask::bundle::{self, Manifest};
 use xtask::image::{self, Firmware};
-use xtask::qemu::{self, Profile, RunOptions};
+use xtask::qemu::{self, Profile, RunOptions, UserNetwork};
 
 #[derive(Parser)]
 #[command(about = "Build, boot, test and benchmark the library OS")]
@@ -54,6 +54,13 @@ enum Task {
         /// Guest memory (QEMU's -m), overriding the machine profile.
         #[arg(long)]
         memory: Option<String>,
+        /// Adds N to every forwarded host port (when the manifest's ports are taken here).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        port_offset: u16,
+        /// Writes every frame through the NIC to FILE (pcap, for Wireshark or tcpdump -r);
+        /// needs an app with [app.net].
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Write the BIOS and UEFI raw images and a qcow2 under target/images/BUNDLE/.
     Image {
@@ -105,16 +112,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             uefi,
             gdb,
             memory,
+            port_offset,
+            pcap,
         } => {
             qemu::ensure_installed()?;
             let manifest = bundle.load()?;
+            let network = match (UserNetwork::for_bundle(&manifest), pcap) {
+                (None, Some(_)) => bail!(
+                    "--pcap: bundle '{}' has no app with [app.net], so the image has no NIC",
+                    manifest.name
+                ),
+                (None, None) => None,
+                (Some(mut network), pcap) => {
+                    network.offset_host_ports(port_offset)?;
+                    network.pcap = pcap;
+                    Some(network)
+                }
+            };
+            if let Some(network) = &network {
+                // Fail before the (slow) build when a port is taken.
+                network.check_host_ports_free()?;
+            }
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
             let (built, disk) = xtask::boot_image(&manifest, firmware)?;
             let profile = Profile::for_firmware(firmware)?;
+            if let Some(network) = &network {
+                network.check_host_ports_free()?; // again: the build took a while
+                for forward in &network.forwards {
+                    println!("{forward}");
+                }
+                if let Some(pcap) = &network.pcap {
+                    eprintln!("xtask: frames through the NIC go to {}", pcap.display());
+                }
+            }
             let options = RunOptions {
                 interactive: true,
                 gdb,
                 memory,
+                network,
                 ..RunOptions::default()
             };
             let mut command = qemu::command(&profile, &disk, &options)?;

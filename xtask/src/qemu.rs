@@ -1,13 +1,18 @@
-//! QEMU: machine profiles (data under `qemu/`), installing QEMU when missing, and running an
-//! image either on the terminal or with its serial output captured for a test.
+//! QEMU: machine profiles (data under `qemu/`), installing QEMU when missing, the user network
+//! of bundles with networked apps, and running an image either on the terminal or with its
+//! serial output captured for a test.
 
+use crate::bundle::{Manifest, Protocol};
 use crate::image::Firmware;
 use anyhow::{Context, bail};
 use lite_abi::exit::ImageOutcome;
 use serde::Deserialize;
+use std::fmt;
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A machine profile, read from `qemu/NAME.toml`.
@@ -130,6 +135,200 @@ pub struct RunOptions {
     pub cpu: Option<String>,
     /// A QEMU monitor on this Unix socket, for tests that inject events (see [`Injection`]).
     pub monitor_socket: Option<PathBuf>,
+    /// A NIC on QEMU's user network, for bundles with networked apps
+    /// ([`UserNetwork::for_bundle`]); `None` adds no network option at all.
+    pub network: Option<UserNetwork>,
+}
+
+/// The MAC of the virtio-net NIC itself. The apps send and receive with their own MACs (see
+/// `lite_abi::net::config`); this one only names the device (QEMU's usual prefix 52:54:00,
+/// locally administered).
+pub const NIC_MAC: &str = "52:54:00:12:34:56";
+
+/// The user network QEMU gives a bundle whose apps have `[app.net]`: one modern-only
+/// virtio-net NIC (`disable-legacy=on`, the virtio 1.x interface kernel-lite drives) on QEMU's
+/// user networking (libslirp) with 10.0.2.0/24 and fec0::/64, its gateway at 10.0.2.2 / fec0::2
+/// and DNS at 10.0.2.3, and one `hostfwd` per forward of the manifest.
+///
+/// QEMU 7.2 (Debian 12's) was tried for what it accepts:
+/// - `hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80` and the `udp:` form: yes;
+/// - IPv6, `hostfwd=tcp:[::1]:8080-[fec0::15]:80`: refused ("Bad host address"), and
+///   `tcp:::1:8080-fec0::15:80` too ("Bad host port"). Forwards are therefore IPv4 only, on
+///   127.0.0.1; a guest's IPv6 is reached from inside the user network only;
+/// - `ipv6=on` alone turns IPv4 off (and then refuses `net=`), so both are named;
+/// - a host port already taken, or two rules on one port: QEMU exits with "Could not set up
+///   host forwarding rule" before the guest runs;
+/// - a guest address outside `net=`: accepted but useless (the manifest refuses it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserNetwork {
+    pub forwards: Vec<PortForward>,
+    /// Every frame through the NIC written to this pcap file (QEMU's `filter-dump`).
+    pub pcap: Option<PathBuf>,
+}
+
+/// One host port QEMU forwards to an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForward {
+    /// The app (its manifest name) the port goes to.
+    pub app: String,
+    pub protocol: Protocol,
+    /// The port on the host's 127.0.0.1.
+    pub host_port: u16,
+    /// The app's static IPv4 address.
+    pub guest_address: Ipv4Addr,
+    pub guest_port: u16,
+}
+
+impl PortForward {
+    /// Where a client on the host reaches the app: `http://127.0.0.1:8080/` for TCP to guest
+    /// port 80 or 8080, else `tcp://127.0.0.1:PORT` or `udp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        match (self.protocol, self.guest_port) {
+            (Protocol::Tcp, 80 | 8080) => format!("http://127.0.0.1:{}/", self.host_port),
+            (protocol, _) => format!("{protocol}://127.0.0.1:{}", self.host_port),
+        }
+    }
+
+    /// QEMU's `hostfwd` rule for it.
+    pub fn hostfwd(&self) -> String {
+        format!(
+            "hostfwd={}:127.0.0.1:{}-{}:{}",
+            self.protocol, self.host_port, self.guest_address, self.guest_port
+        )
+    }
+}
+
+impl fmt::Display for PortForward {
+    /// `http: http://127.0.0.1:8080/ -> 10.0.2.15:80`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} -> {}:{}",
+            self.app,
+            self.url(),
+            self.guest_address,
+            self.guest_port
+        )
+    }
+}
+
+/// QEMU splits option values at commas; a literal comma is written twice.
+fn qemu_option_value(text: &str) -> String {
+    text.replace(',', ",,")
+}
+
+impl UserNetwork {
+    /// The network for `manifest`, with the host ports it declares; `None` when no app has
+    /// `[app.net]` (the image then boots with QEMU's command line exactly as before).
+    pub fn for_bundle(manifest: &Manifest) -> Option<UserNetwork> {
+        if manifest.apps.iter().all(|app| app.net.is_none()) {
+            return None;
+        }
+        let forwards = manifest
+            .apps
+            .iter()
+            .flat_map(|app| {
+                // The manifest refuses forwards on apps without a static IPv4 address.
+                let address = app.net.and_then(|net| net.static_ipv4());
+                app.forwards.iter().filter_map(move |forward| {
+                    Some(PortForward {
+                        app: app.name.clone(),
+                        protocol: forward.protocol,
+                        host_port: forward.host_port,
+                        guest_address: Ipv4Addr::from(address?),
+                        guest_port: forward.guest_port,
+                    })
+                })
+            })
+            .collect();
+        Some(UserNetwork {
+            forwards,
+            pcap: None,
+        })
+    }
+
+    /// Adds `offset` to every host port (`cargo xtask run --port-offset`), refusing a port past
+    /// 65535.
+    pub fn offset_host_ports(&mut self, offset: u16) -> anyhow::Result<()> {
+        for forward in &mut self.forwards {
+            forward.host_port = forward.host_port.checked_add(offset).with_context(|| {
+                format!(
+                    "app '{}': host {} port {} + --port-offset {offset} passes 65535; use an \
+                     offset of at most {}",
+                    forward.app,
+                    forward.protocol,
+                    forward.host_port,
+                    u16::MAX - forward.host_port
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fails, naming every taken port, unless each host port can be bound on 127.0.0.1 now
+    /// (QEMU would fail on them with a vaguer message).
+    pub fn check_host_ports_free(&self) -> anyhow::Result<()> {
+        let taken: Vec<String> = self
+            .forwards
+            .iter()
+            .filter(|forward| {
+                let address = (Ipv4Addr::LOCALHOST, forward.host_port);
+                match forward.protocol {
+                    Protocol::Tcp => std::net::TcpListener::bind(address).is_err(),
+                    Protocol::Udp => std::net::UdpSocket::bind(address).is_err(),
+                }
+            })
+            .map(|forward| {
+                format!(
+                    "{} port {} (for app '{}')",
+                    forward.protocol, forward.host_port, forward.app
+                )
+            })
+            .collect();
+        if !taken.is_empty() {
+            bail!(
+                "host {} already taken on 127.0.0.1; stop what uses it, or move every forward \
+                 with --port-offset N (e.g. --port-offset 10000)",
+                taken.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The host port forwarded to `app`'s `protocol` `guest_port`, if there is one.
+    pub fn host_port(&self, app: &str, protocol: Protocol, guest_port: u16) -> Option<u16> {
+        self.forwards
+            .iter()
+            .find(|forward| {
+                forward.app == app
+                    && forward.protocol == protocol
+                    && forward.guest_port == guest_port
+            })
+            .map(|forward| forward.host_port)
+    }
+
+    /// QEMU's options for this network.
+    pub fn args(&self) -> Vec<String> {
+        let mut netdev =
+            String::from("user,id=net0,ipv4=on,net=10.0.2.0/24,ipv6=on,ipv6-net=fec0::/64");
+        for forward in &self.forwards {
+            netdev.push(',');
+            netdev.push_str(&forward.hostfwd());
+        }
+        let mut args = vec!["-netdev".to_owned(), netdev];
+        if let Some(pcap) = &self.pcap {
+            args.push("-object".to_owned());
+            args.push(format!(
+                "filter-dump,id=dump0,netdev=net0,file={}",
+                qemu_option_value(&pcap.to_string_lossy())
+            ));
+        }
+        args.push("-device".to_owned());
+        args.push(format!(
+            "virtio-net-pci,netdev=net0,disable-legacy=on,mac={NIC_MAC}"
+        ));
+        args
+    }
 }
 
 /// Monitor commands a test sends once a line appears on the serial console (an NMI, a machine
@@ -160,8 +359,7 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
         .args(["-m", options.memory.as_deref().unwrap_or(&profile.memory)])
         .args(["-accel", &accelerator]);
     command.args(&profile.args);
-    // A captured run gets its serial console in a file (see `run_observed`): a pipe's reader can
-    // fall behind on a loaded machine, and QEMU then drops console bytes.
+    // A captured run gets its serial console in a file (see `RunningQemu::spawn`).
     if options.interactive {
         command.args(["-serial", "mon:stdio"]);
     } // icount exists only in TCG; under KVM the TSC counts real cycles anyway.
@@ -175,6 +373,9 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
         command
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    }
+    if let Some(network) = &options.network {
+        command.args(network.args());
     }
     command
 }
@@ -279,72 +480,30 @@ fn inject(injection: &Injection) -> anyhow::Result<()> {
 }
 
 fn run_observed(
-    mut command: Command,
+    command: Command,
     timeout: Duration,
     ready: Option<&str>,
     mut injection: Option<&Injection>,
 ) -> anyhow::Result<RunOutput> {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let serial_path = std::env::temp_dir().join(format!(
-        "libos-serial-{}-{}.txt",
-        std::process::id(),
-        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&serial_path);
-    command
-        .arg("-serial")
-        .arg(format!("file:{}", serial_path.display()));
-    let started = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting qemu-system-x86_64")?;
-    // QEMU's own messages (its errors, a guest kernel on stdio) are kept after the console.
-    let mut readers = Vec::new();
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        readers.push(std::thread::spawn(move || {
-            let mut stream = stream;
-            let mut text = Vec::new();
-            let _ = stream.read_to_end(&mut text);
-            text
-        }));
-    }
+    let mut qemu = RunningQemu::spawn(command)?;
     let mut ready_after = None;
     let mut seen = 0usize;
     let mut timed_out = false;
-    let status = loop {
-        let exited = child.try_wait()?;
+    loop {
+        let exited = qemu.child.try_wait()?.is_some();
         if let Some(pattern) = ready
             && ready_after.is_none()
         {
-            let console = std::fs::read(&serial_path).unwrap_or_default();
+            let console = qemu.console();
             // Only the new bytes (and a pattern's length before them) can hold a match.
             let from = seen.saturating_sub(pattern.len());
-            if console.len() >= pattern.len()
-                && console[from..]
-                    .windows(pattern.len())
-                    .any(|w| w == pattern.as_bytes())
-            {
-                ready_after = Some(started.elapsed());
+            if contains(&console[from.min(console.len())..], pattern) {
+                ready_after = Some(qemu.started.elapsed());
             }
             seen = console.len();
         }
-        if let Some(status) = exited {
-            break status.code();
+        if exited {
+            break;
         }
         if let Some(pending) = injection
             && ready_after.is_some()
@@ -352,35 +511,369 @@ fn run_observed(
             injection = None;
             inject(pending)?;
         }
-        if started.elapsed() > timeout {
+        if qemu.started.elapsed() > timeout {
             timed_out = true;
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
+            break;
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut captured = std::fs::read(&serial_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&serial_path);
-    if let Some(pattern) = ready
-        && ready_after.is_none()
-        && captured
-            .windows(pattern.len())
-            .any(|w| w == pattern.as_bytes())
-    {
-        // It came between the last poll and the exit: the exit is the closest bound we have.
-        ready_after = Some(started.elapsed());
     }
-    for reader in readers {
-        captured.extend(reader.join().unwrap_or_default());
+    Ok(qemu.finish(timed_out, ready, ready_after))
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    needle.is_empty()
+        || haystack.len() >= needle.len()
+            && haystack
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+}
+
+/// A QEMU started with its serial console going to a file, still running: for a test that
+/// talks to the guest while it runs. [`RunningQemu::stop`] or [`RunningQemu::wait`] end it and
+/// give the same [`RunOutput`] as [`run_captured`]; dropping it kills QEMU.
+pub struct RunningQemu {
+    child: Child,
+    serial_path: PathBuf,
+    /// Threads reading QEMU's stdout and stderr to their ends.
+    readers: Vec<JoinHandle<Vec<u8>>>,
+    started: Instant,
+}
+
+impl RunningQemu {
+    /// Starts `command` (a [`command`] line) with the serial console in a file of its own.
+    pub fn spawn(mut command: Command) -> anyhow::Result<RunningQemu> {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial_path = std::env::temp_dir().join(format!(
+            "libos-serial-{}-{}.txt",
+            std::process::id(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&serial_path);
+        // A captured run gets its serial console in a file: a pipe's reader can fall behind on
+        // a loaded machine, and QEMU then drops console bytes.
+        command
+            .arg("-serial")
+            .arg(format!("file:{}", serial_path.display()));
+        let started = Instant::now();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu-system-x86_64")?;
+        // QEMU's own messages (its errors, a guest kernel on stdio) are kept after the console.
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            readers.push(std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut text = Vec::new();
+                let _ = stream.read_to_end(&mut text);
+                text
+            }));
+        }
+        Ok(RunningQemu {
+            child,
+            serial_path,
+            readers,
+            started,
+        })
     }
-    let serial = String::from_utf8_lossy(&captured).into_owned();
-    Ok(RunOutput {
-        status,
-        outcome: status.and_then(ImageOutcome::from_qemu_exit_status),
-        serial,
-        timed_out,
-        wall: started.elapsed(),
-        ready_after,
-    })
+
+    fn console(&self) -> Vec<u8> {
+        std::fs::read(&self.serial_path).unwrap_or_default()
+    }
+
+    /// The serial console so far.
+    pub fn serial(&self) -> String {
+        String::from_utf8_lossy(&self.console()).into_owned()
+    }
+
+    /// Whether QEMU still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until `needle` appears on the serial console; `Some(time since QEMU started)`, or
+    /// `None` when QEMU ended or `timeout` passed first.
+    pub fn wait_for_serial(&mut self, needle: &str, timeout: Duration) -> Option<Duration> {
+        let waiting = Instant::now();
+        loop {
+            let running = self.is_running();
+            if contains(&self.console(), needle) {
+                return Some(self.started.elapsed());
+            }
+            if !running || waiting.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills QEMU if it still runs and returns what it produced (`status` is `None` when it
+    /// had to be killed; `timed_out` stays false: stopping was the caller's wish).
+    pub fn stop(self) -> RunOutput {
+        self.finish(false, None, None)
+    }
+
+    /// Waits up to `timeout` for QEMU to end by itself (kills it and says `timed_out` if not)
+    /// and returns what it produced.
+    pub fn wait(mut self, timeout: Duration) -> RunOutput {
+        let waiting = Instant::now();
+        while self.is_running() {
+            if waiting.elapsed() > timeout {
+                return self.finish(true, None, None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.finish(false, None, None)
+    }
+
+    /// Ends QEMU (killing it if it still runs) and gathers its output. `ready`, when seen only
+    /// now, is dated at the end: the closest bound there is.
+    fn finish(
+        mut self,
+        timed_out: bool,
+        ready: Option<&str>,
+        mut ready_after: Option<Duration>,
+    ) -> RunOutput {
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => status.code(),
+            _ => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                None
+            }
+        };
+        let mut captured = self.console();
+        let _ = std::fs::remove_file(&self.serial_path);
+        if let Some(pattern) = ready
+            && ready_after.is_none()
+            && contains(&captured, pattern)
+        {
+            ready_after = Some(self.started.elapsed());
+        }
+        for reader in std::mem::take(&mut self.readers) {
+            captured.extend(reader.join().unwrap_or_default());
+        }
+        let serial = String::from_utf8_lossy(&captured).into_owned();
+        RunOutput {
+            status,
+            outcome: status.and_then(ImageOutcome::from_qemu_exit_status),
+            serial,
+            timed_out,
+            wall: self.started.elapsed(),
+            ready_after,
+        }
+    }
+}
+
+impl Drop for RunningQemu {
+    fn drop(&mut self) {
+        // Also after `finish`, where both are no-ops.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.serial_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn manifest(text: &str) -> Manifest {
+        crate::bundle::parse(Path::new("x.toml"), text).unwrap()
+    }
+
+    const TWO_APPS: &str = "[[app]]\nname = \"web\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n\
+        [app.net]\nipv4 = \"10.0.2.15/24\"\nforward = [\"tcp:8080:80\", \"udp:5353:53\", \"tcp:2222:22\"]\n\
+        [[app]]\nname = \"kv\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n\
+        [app.net]\nipv4 = \"10.0.2.16/24\"\nforward = [\"tcp:8081:8080\"]\n\
+        [[app]]\nname = \"plain\"\nprogram = \"hello\"\nmemory = \"1 MiB\"\n";
+
+    fn profile() -> Profile {
+        Profile {
+            description: "test".into(),
+            machine: "q35".into(),
+            cpu: "max".into(),
+            memory: "256M".into(),
+            firmware: "bios".into(),
+            ovmf: Vec::new(),
+            args: vec!["-no-reboot".into()],
+        }
+    }
+
+    fn args(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_bundle_without_net_apps_keeps_its_command_line() {
+        let plain = manifest("[[app]]\nname = \"hello\"\nmemory = \"1 MiB\"\n");
+        assert_eq!(UserNetwork::for_bundle(&plain), None);
+        let options = RunOptions {
+            network: UserNetwork::for_bundle(&plain),
+            ..RunOptions::default()
+        };
+        let image = Path::new("/tmp/bios.img");
+        assert_eq!(
+            args(&command(&profile(), image, &options).unwrap()),
+            args(&command(&profile(), image, &RunOptions::default()).unwrap())
+        );
+    }
+
+    #[test]
+    fn net_apps_get_a_virtio_nic_and_their_forwards() {
+        let mut network = UserNetwork::for_bundle(&manifest(TWO_APPS)).unwrap();
+        network.pcap = Some(PathBuf::from("/tmp/a,b.pcap"));
+        assert_eq!(
+            network.args(),
+            [
+                "-netdev",
+                "user,id=net0,ipv4=on,net=10.0.2.0/24,ipv6=on,ipv6-net=fec0::/64,\
+                 hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53,\
+                 hostfwd=tcp:127.0.0.1:2222-10.0.2.15:22,hostfwd=tcp:127.0.0.1:8081-10.0.2.16:8080",
+                "-object",
+                "filter-dump,id=dump0,netdev=net0,file=/tmp/a,,b.pcap",
+                "-device",
+                "virtio-net-pci,netdev=net0,disable-legacy=on,mac=52:54:00:12:34:56",
+            ]
+        );
+        let lines: Vec<String> = network.forwards.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "web: http://127.0.0.1:8080/ -> 10.0.2.15:80",
+                "web: udp://127.0.0.1:5353 -> 10.0.2.15:53",
+                "web: tcp://127.0.0.1:2222 -> 10.0.2.15:22",
+                "kv: http://127.0.0.1:8081/ -> 10.0.2.16:8080",
+            ]
+        );
+        assert_eq!(network.host_port("kv", Protocol::Tcp, 8080), Some(8081));
+        assert_eq!(network.host_port("kv", Protocol::Udp, 8080), None);
+
+        // The options follow the machine's, before what it boots.
+        let options = RunOptions {
+            network: Some(network),
+            ..RunOptions::default()
+        };
+        let line = args(&command(&profile(), Path::new("/tmp/bios.img"), &options).unwrap());
+        let device = line.iter().position(|arg| arg == "-device").unwrap();
+        assert!(line[device + 1].starts_with("virtio-net-pci"));
+        assert_eq!(line[line.len() - 2], "-drive");
+    }
+
+    #[test]
+    fn a_port_offset_moves_every_host_port_and_refuses_to_overflow() {
+        let mut network = UserNetwork::for_bundle(&manifest(TWO_APPS)).unwrap();
+        network.offset_host_ports(10_000).unwrap();
+        let ports: Vec<u16> = network.forwards.iter().map(|f| f.host_port).collect();
+        assert_eq!(ports, [18080, 15353, 12222, 18081]);
+        let error = network.offset_host_ports(50_000).unwrap_err().to_string();
+        assert!(error.contains("passes 65535"), "{error}");
+        assert!(error.contains("at most 47455"), "{error}");
+    }
+
+    /// A stand-in for QEMU: `sh -c SCRIPT` gets `-serial file:PATH` as `$0 $1`, so the script
+    /// writes its "console" to `$f`. A long sleep is `exec`ed: a child of `sh` would keep the
+    /// output pipes open after `sh` is killed.
+    fn fake_qemu(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("f=\"${{1#file:}}\"; {script}"));
+        command
+    }
+
+    #[test]
+    fn a_running_qemu_is_watched_stopped_and_waited_for() {
+        let mut running =
+            RunningQemu::spawn(fake_qemu("echo booted > \"$f\"; exec sleep 30")).unwrap();
+        assert!(
+            running
+                .wait_for_serial("booted\n", Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(running.is_running());
+        assert_eq!(running.serial(), "booted\n");
+        let output = running.stop();
+        assert_eq!((output.status, output.timed_out), (None, false));
+        assert_eq!(output.serial, "booted\n");
+
+        let running = RunningQemu::spawn(fake_qemu("echo done > \"$f\"; exit 3")).unwrap();
+        let output = running.wait(Duration::from_secs(10));
+        assert_eq!((output.status, output.timed_out), (Some(3), false));
+        assert!(output.serial.starts_with("done\n"), "{output:?}");
+
+        let mut running = RunningQemu::spawn(fake_qemu("echo bye >&2; exit 1")).unwrap();
+        assert_eq!(
+            running.wait_for_serial("never", Duration::from_secs(10)),
+            None
+        );
+        let output = running.stop();
+        assert_eq!(output.status, Some(1));
+        assert!(
+            output.serial.contains("bye"),
+            "QEMU's stderr is kept: {output:?}"
+        );
+
+        let running = RunningQemu::spawn(fake_qemu("exec sleep 30")).unwrap();
+        let output = running.wait(Duration::from_millis(100));
+        assert_eq!((output.status, output.timed_out), (None, true));
+    }
+
+    #[test]
+    fn captured_runs_note_when_the_ready_line_came() {
+        let output = run_watched(
+            fake_qemu("sleep 0.2; echo ready > \"$f\"; sleep 0.3"),
+            Duration::from_secs(10),
+            Some("ready"),
+        )
+        .unwrap();
+        let ready = output.ready_after.expect("the ready line was seen");
+        assert!(
+            ready >= Duration::from_millis(200) && ready < output.wall,
+            "{output:?}"
+        );
+        assert_eq!(output.status, Some(0));
+    }
+
+    #[test]
+    fn taken_host_ports_are_found_before_qemu_starts() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let network = UserNetwork {
+            forwards: vec![PortForward {
+                app: "web".into(),
+                protocol: Protocol::Tcp,
+                host_port: port,
+                guest_address: Ipv4Addr::new(10, 0, 2, 15),
+                guest_port: 80,
+            }],
+            pcap: None,
+        };
+        let error = network.check_host_ports_free().unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("tcp port {port} (for app 'web')")),
+            "{error}"
+        );
+        assert!(error.contains("--port-offset"), "{error}");
+        drop(taken);
+        network.check_host_ports_free().unwrap();
+    }
 }

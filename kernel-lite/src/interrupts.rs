@@ -128,15 +128,18 @@ extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
     on_exception(1, "debug exception", &frame, None);
 }
 
-/// An NMI is nobody's fault (a watchdog, a host's injection): report it and carry on. It must
-/// return with `iretq`, which is also what unblocks the next NMI.
+/// An NMI is nobody's fault: it is the host asking for diagnostics (QEMU's `nmi`, EC2's
+/// `send-diagnostic-interrupt`), or a watchdog. Report it, ask for the accounting tables (printed
+/// by the scheduler when the CPU next idles: an NMI may arrive while their lock is held), and
+/// carry on. It must return with `iretq`, which is also what unblocks the next NMI.
 extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
     entered_from_user(&frame, Entry::Interrupt);
     kprintln!(
-        "kernel-lite: non-maskable interrupt at RIP {:#x} (ring {}); ignored",
+        "kernel-lite: non-maskable interrupt at RIP {:#x} (ring {}); diagnostics requested",
         frame.instruction_pointer.as_u64(),
         frame.code_segment.0 & 3
     );
+    apps::request_diagnostics();
 }
 
 /// A double fault means kernel-lite's own state is broken (ring 3 faults are taken one at a

@@ -390,3 +390,53 @@ pub fn frames_at_end_and_before_apps(output: &RunOutput) -> (u64, u64) {
 pub fn count_occurrences(output: &RunOutput, needle: &str) -> usize {
     output.serial.matches(needle).count()
 }
+
+/// Sends `command` to the QEMU monitor listening on `socket` ([`RunOptions::monitor_socket`]).
+pub fn monitor_command(socket: &std::path::Path, command: &str) {
+    use std::io::Write;
+    let mut monitor = std::os::unix::net::UnixStream::connect(socket).expect("QEMU's monitor");
+    writeln!(monitor, "{command}").expect("monitor accepts a command");
+    monitor.flush().unwrap();
+    // Give the monitor a moment to read before the socket closes.
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// One app's row of kernel-lite's network table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub frames_in: u64,
+    pub kib_in: u64,
+    pub frames_out: u64,
+    pub kib_out: u64,
+    pub dropped_full: u64,
+    pub dropped_spoofed: u64,
+    pub dropped_bad: u64,
+}
+
+/// `app`'s row in the last network table kernel-lite printed (at the end, or on an NMI);
+/// panics if there is none.
+pub fn network_row(serial: &str, app: &str) -> NetworkRow {
+    let table_start = serial
+        .rfind("\nnet app ")
+        .expect("kernel-lite printed a network table");
+    for line in serial[table_start + 1..].lines().skip(1) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"kernel-lite:") {
+            break;
+        }
+        if words.first() != Some(&app) || words.len() != 8 {
+            continue;
+        }
+        let number = |index: usize| words[index].parse::<u64>().expect("a count");
+        return NetworkRow {
+            frames_in: number(1),
+            kib_in: number(2),
+            frames_out: number(3),
+            kib_out: number(4),
+            dropped_full: number(5),
+            dropped_spoofed: number(6),
+            dropped_bad: number(7),
+        };
+    }
+    panic!("no network row for app {app:?}");
+}

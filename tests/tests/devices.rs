@@ -29,7 +29,7 @@ fn number_after(text: &str, label: &str) -> f64 {
 }
 
 fn q35_devices_and_interrupts(firmware: Firmware) {
-    let output = boot("default", firmware);
+    let output = boot("hello", firmware);
     assert_serial_contains(
         &output,
         &[

@@ -5,7 +5,7 @@ use system_tests::{Firmware, ImageOutcome, assert_serial_contains, boot, run_dis
 
 #[test]
 fn hello_runs_in_ring_3_and_the_image_exits_successfully() {
-    let output = boot("default", Firmware::Bios);
+    let output = boot("hello", Firmware::Bios);
     assert_serial_contains(
         &output,
         &[
@@ -21,7 +21,7 @@ fn hello_runs_in_ring_3_and_the_image_exits_successfully() {
 
 #[test]
 fn hello_boots_with_uefi_firmware() {
-    let output = boot("default", Firmware::Uefi);
+    let output = boot("hello", Firmware::Uefi);
     assert_serial_contains(&output, &["[hello] Hello from hello, a libos app! CPL=3"]);
     assert_eq!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
 }
@@ -129,7 +129,7 @@ fn a_panic_is_reported_with_the_app_and_location() {
 
 #[test]
 fn a_corrupt_boot_bundle_is_refused_by_name() {
-    let manifest = xtask::bundle::load(&xtask::bundle::find("default").unwrap()).unwrap();
+    let manifest = xtask::bundle::load(&xtask::bundle::find("hello").unwrap()).unwrap();
     let out = xtask::target_dir().join("images").join("corrupt-bundle");
     let built = xtask::compile::build_bundle(&manifest, &out).unwrap();
     let mut bytes = std::fs::read(&built.boot_bundle).unwrap();
@@ -146,7 +146,7 @@ fn a_corrupt_boot_bundle_is_refused_by_name() {
 
 #[test]
 fn images_are_written_for_bios_uefi_and_as_qcow2() {
-    let manifest = xtask::bundle::load(&xtask::bundle::find("default").unwrap()).unwrap();
+    let manifest = xtask::bundle::load(&xtask::bundle::find("hello").unwrap()).unwrap();
     let out = xtask::target_dir().join("images").join("image-test");
     let built = xtask::compile::build_bundle(&manifest, &out).unwrap();
     let bios = xtask::image::disk_image(&built, Firmware::Bios).unwrap();
@@ -203,13 +203,15 @@ fn counter_with_injected(name: &str, command: &str) -> system_tests::RunOutput {
 }
 
 #[test]
-fn an_nmi_while_an_app_runs_is_reported_and_the_app_runs_on() {
+fn an_nmi_while_an_app_runs_is_reported_prints_the_tables_and_the_app_runs_on() {
     let output = counter_with_injected("nmi", "nmi");
     assert_serial_contains(
         &output,
         &[
             "kernel-lite: non-maskable interrupt at RIP",
-            "; ignored",
+            "; diagnostics requested",
+            "kernel-lite: diagnostics (apps still running)",
+            "kernel-lite: end of tables",
             "[counter] count 40",
             "kernel-lite: app 'counter' exited with status 0",
         ],
@@ -243,7 +245,7 @@ fn a_cpu_without_nx_runs_no_app() {
         cpu: Some("max,nx=off".into()),
         ..RunOptions::default()
     };
-    let output = boot_with("default", Firmware::Bios, &options, None);
+    let output = boot_with("hello", Firmware::Bios, &options, None);
     assert!(!output.serial.contains("[hello]"), "an app ran without NX");
     assert!(!output.serial.contains("cpu protection: NX=off"));
     assert_ne!(output.outcome, Some(ImageOutcome::AllAppsSucceeded));
@@ -251,7 +253,7 @@ fn a_cpu_without_nx_runs_no_app() {
 
 #[test]
 fn the_boot_lines_show_the_protections_and_gate_registers_read_back() {
-    let output = boot("default", Firmware::Bios);
+    let output = boot("hello", Firmware::Bios);
     let gate = output
         .serial
         .lines()

@@ -24,6 +24,8 @@ pub struct HostState {
     pub ovmf: bool,
     /// `qemu-img --version` runs.
     pub qemu_img: bool,
+    /// `curl` runs (the network tests fetch pages with it, as a user would).
+    pub curl: bool,
     /// The installed `qemu-utils` version (`dpkg-query`), if any.
     pub qemu_utils_installed: Option<String>,
 }
@@ -89,6 +91,9 @@ pub fn missing(host: &HostState) -> Vec<&'static str> {
     if !host.qemu_img {
         missing.push("qemu-utils");
     }
+    if !host.curl {
+        missing.push("curl");
+    }
     missing
 }
 
@@ -153,6 +158,7 @@ pub fn read_host() -> HostState {
         qemu_system: runs("qemu-system-x86_64"),
         ovmf: OVMF_PATHS.iter().any(|path| Path::new(path).exists()),
         qemu_img: runs("qemu-img"),
+        curl: runs("curl"),
         qemu_utils_installed: installed_version("qemu-utils"),
     }
 }
@@ -255,6 +261,7 @@ mod tests {
             qemu_system: false,
             ovmf: false,
             qemu_img: true,
+            curl: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         }
     }
@@ -271,6 +278,7 @@ mod tests {
             qemu_system: true,
             ovmf: true,
             qemu_img: true,
+            curl: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         };
         assert_eq!(plan(&host, &AptCandidates::default()), Ok(None));
@@ -307,6 +315,7 @@ mod tests {
     fn no_qemu_utils_at_all_installs_the_plain_package() {
         let host = HostState {
             qemu_img: false,
+            curl: true,
             qemu_utils_installed: None,
             ..fresh_machine()
         };
@@ -321,6 +330,7 @@ mod tests {
             qemu_system: true,
             ovmf: false,
             qemu_img: true,
+            curl: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         };
         let install = plan(&host, &bookworm()).unwrap().unwrap();

@@ -18,7 +18,7 @@ use crate::{console, cpu, kprintln, machine, mm, timer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use app::{App, EntryCounts};
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use lite_abi::bundle::Bundle;
 use lite_abi::exit::ImageOutcome;
 use lite_abi::kcall::{Events, Kcall, ReportedFault};
@@ -55,6 +55,14 @@ static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
 /// around each switch, so the hot entry paths (a kcall, a timer tick) need no lock to find them.
 static RUNNING_APP: AtomicUsize = AtomicUsize::new(usize::MAX);
 static RUNNING_ENTRIES: AtomicPtr<EntryCounts> = AtomicPtr::new(core::ptr::null_mut());
+/// Set by an NMI: the scheduler loop prints the accounting tables when it next runs.
+static DIAGNOSTICS_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks for the accounting tables (see `interrupts::non_maskable_interrupt`); safe in any
+/// context, as it only sets a flag.
+pub fn request_diagnostics() {
+    DIAGNOSTICS_REQUESTED.store(true, Ordering::Relaxed);
+}
 
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let mut scheduler = SCHEDULER.lock();
@@ -192,6 +200,10 @@ fn scheduler_loop() -> ! {
             if let Some(index) = scheduler.just_ended.take() {
                 scheduler.after_end(index);
             }
+            if DIAGNOSTICS_REQUESTED.swap(false, Ordering::Relaxed) {
+                kprintln!("kernel-lite: diagnostics (apps still running)");
+                scheduler.print_tables();
+            }
             let now = timer::rdtsc();
             scheduler.wake_due(now);
             let next = scheduler.policy.pick_next()?;
@@ -223,6 +235,13 @@ fn scheduler_loop() -> ! {
 }
 
 impl Scheduler {
+    /// The accounting tables: every app, then the network's ports.
+    fn print_tables(&self) {
+        accounting::print_table(&self.apps, &self.policy, timer::rdtsc() - self.started_tsc);
+        accounting::print_network_table(&self.apps);
+        kprintln!("kernel-lite: end of tables");
+    }
+
     /// Gives `index` the CPU: its kernel stack for traps and kcalls, its FS base, and the
     /// lock-free pointers the entry paths use.
     fn switch_in(&mut self, index: usize, now: u64) {
@@ -558,12 +577,7 @@ pub fn end_current_for_report(kind: ReportedFault, message: &str) -> ! {
 fn finish() -> ! {
     let (outcome, frames_before_apps) = with_scheduler(|scheduler| {
         kprintln!("kernel-lite: all apps ended");
-        accounting::print_table(
-            &scheduler.apps,
-            &scheduler.policy,
-            timer::rdtsc() - scheduler.started_tsc,
-        );
-        accounting::print_network_table(&scheduler.apps);
+        scheduler.print_tables();
         let outcome = if scheduler.policy.any_failed() {
             ImageOutcome::SomeAppFailed
         } else {

@@ -57,7 +57,9 @@ struct Port {
 }
 
 struct Network {
-    nic: Option<Nic>,
+    /// Boxed: the driver's queues hold kilobytes of descriptors, and must never be moved onto
+    /// a 4 KiB kernel stack.
+    nic: Option<alloc::boxed::Box<Nic>>,
     board: Board,
     /// A transmitted frame, copied out of an app's ring, checked and switched from here.
     scratch: alloc::boxed::Box<[u8; MAX_FRAME]>,
@@ -98,7 +100,7 @@ pub fn init(devices: &'static Devices, app_count: usize) {
                 virtio::QUEUE_SIZE,
                 nic.vector
             );
-            Some(nic)
+            Some(alloc::boxed::Box::new(nic))
         }
         Err(virtio::NicError::NotFound) => None,
         Err(error) => {
@@ -317,16 +319,15 @@ pub fn flush(index: usize) -> Result<u64, KcallError> {
 /// The NIC's interrupt: switch every received frame, take back sent buffers.
 fn on_interrupt(_context: usize) {
     with_network(|network| {
-        let Some(mut nic) = network.nic.take() else {
+        let Network { nic, board, .. } = network;
+        let Some(nic) = nic.as_mut() else {
             return;
         };
-        let board = &mut network.board;
         nic.receive(|frame| {
             board.learn_dhcp_lease(frame);
             board.switch(frame, None);
         });
         nic.reclaim();
-        network.nic = Some(nic);
     });
     raise_events();
 }

@@ -136,7 +136,7 @@ fn suite_bundle(name: &str) -> anyhow::Result<Manifest> {
 }
 
 fn default_bundle() -> anyhow::Result<Manifest> {
-    suite_bundle("default")
+    suite_bundle("hello")
 }
 
 /// Boot-to-ready times in milliseconds over `runs` boots.

@@ -280,6 +280,8 @@ fn a_client_connects_and_a_few_hundred_kib_echo_back_byte_exact() {
         stats.flushes <= stats.polls,
         "at most one flush per poll: {stats:?}"
     );
+    // A busy stack batches: several frames leave per flush (per kcall on the machine).
+    assert!(stats.flushes * 2 < stats.frames_sent, "{stats:?}");
 }
 
 #[test]
@@ -469,4 +471,19 @@ fn host_names_need_a_server_and_literals_need_none() {
     assert_eq!(literal, vec![IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))]);
     let error = net.run(async { lookup_host_on(a, "example.com").await.err() });
     assert_eq!(error.map(|e| e.kind()), Some(ErrorKind::NotFound));
+}
+
+#[test]
+fn a_connection_costs_its_two_buffers_and_under_a_kib_more() {
+    // 1024 connections with 16 KiB buffers each way must fit an app's heap: what a connection
+    // holds besides its buffers is its slot in the socket set.
+    assert!(core::mem::size_of::<smoltcp::iface::SocketStorage>() <= 1024);
+    let net = net();
+    let listener = Listener::bind_on(net.b, addr(B, 7)).unwrap();
+    let a = net.a;
+    let stream = net.run(async { Stream::connect_on(a, addr(B, 7)).await.unwrap() });
+    let buffer = net.a.config().socket_buffer as usize;
+    assert_eq!(buffer, 16 * 1024);
+    assert_eq!(net.a.open_sockets(), 1);
+    drop((stream, listener));
 }

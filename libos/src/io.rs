@@ -1,5 +1,5 @@
-//! I/O traits with std's names. For now the app's console is the one writer; the network and
-//! file system issues add readers and writers behind the same traits.
+//! I/O traits and errors with std's names. The app's console is a writer here; the network's
+//! sockets (`net`) are async and report the same [`Error`] kinds.
 
 use core::fmt;
 
@@ -11,6 +11,30 @@ pub enum ErrorKind {
     WriteZero,
     /// Formatting a value failed.
     FormatterError,
+    /// The remote end refused the connection (nothing listens there).
+    ConnectionRefused,
+    /// The remote end reset the connection.
+    ConnectionReset,
+    /// The operation did not complete in time.
+    TimedOut,
+    /// The local address (port) is taken by another socket of the app.
+    AddrInUse,
+    /// The local address is not one of the app's.
+    AddrNotAvailable,
+    /// No route leads to the remote host.
+    HostUnreachable,
+    /// The socket is not connected (or was shut down for this direction).
+    NotConnected,
+    /// An argument is not acceptable (a zero port, a datagram too long).
+    InvalidInput,
+    /// The stream ended before the bytes asked for arrived.
+    UnexpectedEof,
+    /// A limit was reached: the app's socket quota, or its heap.
+    OutOfMemory,
+    /// The operation is not available here (no network binding, no such protocol).
+    Unsupported,
+    /// The thing looked for does not exist (a host name that does not resolve).
+    NotFound,
 }
 
 /// An I/O error.
@@ -29,11 +53,31 @@ impl Error {
     }
 }
 
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error::new(kind)
+    }
+}
+
+impl core::error::Error for Error {}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             ErrorKind::WriteZero => f.write_str("write accepted no bytes"),
             ErrorKind::FormatterError => f.write_str("formatter error"),
+            ErrorKind::ConnectionRefused => f.write_str("connection refused"),
+            ErrorKind::ConnectionReset => f.write_str("connection reset by the peer"),
+            ErrorKind::TimedOut => f.write_str("timed out"),
+            ErrorKind::AddrInUse => f.write_str("address in use"),
+            ErrorKind::AddrNotAvailable => f.write_str("address not available"),
+            ErrorKind::HostUnreachable => f.write_str("host unreachable"),
+            ErrorKind::NotConnected => f.write_str("not connected"),
+            ErrorKind::InvalidInput => f.write_str("invalid input"),
+            ErrorKind::UnexpectedEof => f.write_str("unexpected end of stream"),
+            ErrorKind::OutOfMemory => f.write_str("out of memory (socket limit reached)"),
+            ErrorKind::Unsupported => f.write_str("unsupported"),
+            ErrorKind::NotFound => f.write_str("not found"),
         }
     }
 }

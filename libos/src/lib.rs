@@ -23,6 +23,7 @@ pub mod faults;
 pub mod io;
 pub mod logger;
 pub mod mem;
+pub mod net;
 #[cfg(target_os = "none")]
 pub mod process;
 pub mod rt;

@@ -22,9 +22,17 @@ pub struct AppContext {
     log_level: LevelFilter,
     pub(crate) console: Mutex<LineBuffer>,
     pub(crate) heap: Mutex<AppHeap>,
+    /// Start of the app's frame-ring area, 0 without a network binding.
+    net_area: u64,
     /// Made on first use (it allocates, so the heap must exist first).
     #[cfg(target_os = "none")]
     executor: core::cell::OnceCell<crate::task::Executor<crate::task::SystemClock>>,
+    /// The app's network stack, made on first use; boxed so an app without a network pays a
+    /// pointer here, not a whole interface.
+    #[cfg(target_os = "none")]
+    net: core::cell::OnceCell<
+        Result<alloc::boxed::Box<crate::net::AppNetStack>, crate::net::NetError>,
+    >,
 }
 
 /// An app's heap usage, in bytes.
@@ -52,14 +60,22 @@ impl AppContext {
             log_level: crate::logger::level_filter(info.log_level),
             console: Mutex::new(LineBuffer::new()),
             heap: Mutex::new(heap),
+            net_area: info.net_area,
             #[cfg(target_os = "none")]
             executor: core::cell::OnceCell::new(),
+            #[cfg(target_os = "none")]
+            net: core::cell::OnceCell::new(),
         }
     }
 
     /// The app's name in its bundle.
     pub fn name(&self) -> &str {
         lite_abi::decode_name(&self.name).unwrap_or("?")
+    }
+
+    /// Whether the app has a network binding.
+    pub fn has_network(&self) -> bool {
+        self.net_area != 0
     }
 
     /// The app's index in its bundle.
@@ -87,6 +103,22 @@ impl AppContext {
     pub fn executor(&self) -> &crate::task::Executor<crate::task::SystemClock> {
         self.executor
             .get_or_init(|| crate::task::Executor::new(crate::task::SystemClock))
+    }
+}
+
+#[cfg(target_os = "none")]
+impl AppContext {
+    /// The app's network stack (see [`crate::net`]), made on first use.
+    pub fn net(&'static self) -> crate::io::Result<&'static crate::net::AppNetStack> {
+        let net = self.net.get_or_init(|| {
+            let rings = crate::sys::AppRingMemory::of_app(self.net_area)
+                .ok_or(crate::net::NetError::NoNetwork)?;
+            crate::net::NetStack::new(self.executor(), rings).map(alloc::boxed::Box::new)
+        });
+        match net {
+            Ok(stack) => Ok(stack),
+            Err(error) => Err((*error).into()),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The kcall instruction and the calls libos makes with it.
 
-use lite_abi::kcall::{Events, Kcall, ReportedFault};
+use lite_abi::kcall::{Events, Kcall, KcallError, ReportedFault};
 
 /// Makes kcall `number` with four arguments and returns its raw `rax` result.
 #[inline]
@@ -70,6 +70,12 @@ pub fn wait(deadline_tsc: u64, events: Events) -> Events {
 /// Blocks until the TSC reaches `deadline_tsc`.
 pub fn wait_until(deadline_tsc: u64) {
     wait(deadline_tsc, Events::NONE);
+}
+
+/// Asks kernel-lite to send the frames waiting on the app's transmit ring; how many left, or
+/// why none could (no network binding, for one).
+pub fn net_flush() -> Result<u64, KcallError> {
+    KcallError::decode(kcall4(Kcall::NetFlush as u64, 0, 0, 0, 0))
 }
 
 /// Reports a fault the app detected itself; kernel-lite ends the app.

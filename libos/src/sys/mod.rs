@@ -1,5 +1,5 @@
 //! The only part of libos that uses `unsafe` or traps: kcalls, the TSC, the info page, the
-//! per-app context behind the FS base, the heap router, the panic handler, and the deliberate
+//! app's frame-ring area, the per-app context behind the FS base, the heap router, the panic handler, and the deliberate
 //! faults the containment tests need. Built for `x86_64-unknown-none` only.
 //!
 //! Private to libos: apps get safe calls built on these (`diag`, `process`, `thread`, `time`,
@@ -12,12 +12,14 @@ mod heap;
 mod kcall;
 #[cfg(feature = "deliberate-faults")]
 pub mod misbehave;
+mod net;
 mod panic;
 
 pub use context::{app_info, current_context, install_context};
 #[cfg(feature = "deliberate-faults")]
 pub use kcall::raw_kcall;
-pub use kcall::{console_write, exit, null_kcall, wait, wait_until, yield_now};
+pub use kcall::{console_write, exit, net_flush, null_kcall, wait, wait_until, yield_now};
+pub use net::AppRingMemory;
 
 use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};
 

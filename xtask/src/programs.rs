@@ -31,6 +31,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("quiet-worker", "demo"),
     ("crasher", "demo"),
     ("set-ac", "selftest"),
+    ("http", "http"),
+    ("echo", "echo"),
 ];
 
 /// The image feature that provides `program`, if any does.

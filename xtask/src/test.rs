@@ -87,6 +87,8 @@ pub fn lint() -> anyhow::Result<()> {
         "selftest",
         "bench",
         "demo",
+        "http",
+        "echo",
     ];
     let mut target_args: Vec<String> = ["clippy", "--release", "--target", crate::compile::TARGET]
         .map(String::from)

@@ -64,14 +64,14 @@ async fn serve() -> i32 {
     });
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((mut stream, _peer)) => {
                 let server = server.clone();
                 // Dropping the handle detaches the task: it runs on until the connection ends.
                 drop(task::spawn(async move {
                     server
                         .open_connections
                         .set(server.open_connections.get() + 1);
-                    serve_connection(&stream, &server).await;
+                    serve_connection(&mut stream, &server).await;
                     server
                         .open_connections
                         .set(server.open_connections.get() - 1);
@@ -89,7 +89,7 @@ enum Dropped {
     TimedOut,
 }
 
-async fn serve_connection(stream: &TcpStream, server: &Server) {
+async fn serve_connection(stream: &mut TcpStream, server: &Server) {
     let _ = stream.set_nodelay(true);
     let mut connection = Connection::new();
     let mut read_buffer = [0u8; READ_BUFFER_BYTES];

@@ -58,4 +58,8 @@ libos::user_image! {
     "crasher" => demo::crasher,
     #[cfg(feature = "selftest")]
     "set-ac" => selftest::set_ac,
+    #[cfg(feature = "http")]
+    "http" => http::main,
+    #[cfg(feature = "echo")]
+    "echo" => echo::main,
 }

@@ -196,6 +196,22 @@ pub fn on_local_apic_tick(from_user: bool) -> bool {
 /// deadline (or not at all without one), and re-armed for a quantum tick on the way out, for
 /// the app that runs next; with the PIT, its periodic tick wakes the CPU in time.
 pub fn idle_until(wakeup: Option<u64>) {
+    let started = rdtsc();
+    halt_until(wakeup);
+    IDLE_TICKS.fetch_add(rdtsc().saturating_sub(started), Ordering::Relaxed);
+}
+
+/// TSC ticks the CPU spent halted in [`idle_until`] since boot: the rest of the time it ran
+/// (an app, or kernel-lite on its behalf). Under `-icount shift=0` the busy ticks count the
+/// guest's instructions (at the TSC's rate), which is how the benchmarks compare work per
+/// request with a Linux guest's busy time.
+pub fn idle_ticks() -> u64 {
+    IDLE_TICKS.load(Ordering::Relaxed)
+}
+
+static IDLE_TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn halt_until(wakeup: Option<u64>) {
     let Some(TimerSource::LocalApic {
         apic,
         hz,

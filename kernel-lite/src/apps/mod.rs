@@ -239,6 +239,13 @@ impl Scheduler {
     fn print_tables(&self) {
         accounting::print_table(&self.apps, &self.policy, timer::rdtsc() - self.started_tsc);
         accounting::print_network_table(&self.apps);
+        // Two of these lines bracket a run: busy time is the TSC's advance less the idle's.
+        kprintln!(
+            "kernel-lite: cpu tsc {} idle {} ticks per ms {}",
+            timer::rdtsc(),
+            timer::idle_ticks(),
+            timer::tsc_per_ms()
+        );
         kprintln!("kernel-lite: end of tables");
     }
 

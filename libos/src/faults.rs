@@ -11,6 +11,7 @@ pub use crate::sys::misbehave::{
     write_unmapped_memory,
 };
 use lite_abi::kcall::KcallError;
+use lite_abi::net::ring::{AppEnd, Geometry, MAX_FRAME};
 
 /// Makes kcall `number` with two arguments, unchecked: for the tests of the gate itself (an
 /// unknown number, a kernel or unmapped pointer, an oversized length).
@@ -25,4 +26,47 @@ pub fn fault_holding_console_lock() -> ! {
     let mut console = context.console.lock();
     console.push(b"half a line, then ", &mut |_: &[u8]| {});
     write_unmapped_memory()
+}
+
+/// Why raw frames could not be handed to kernel-lite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawFrameError {
+    /// The app has no network binding (or its ring header is unreadable).
+    NoNetwork,
+    /// A frame is longer than a ring slot holds.
+    TooLong,
+    /// The transmit ring has no free slot.
+    RingFull,
+    /// The `net_flush` kcall refused.
+    Flush(KcallError),
+}
+
+/// The app's network binding as kernel-lite wrote it into the ring header, without starting
+/// the network stack.
+pub fn own_binding() -> Option<lite_abi::net::config::NetConfig> {
+    let memory = crate::sys::AppRingMemory::of_app(crate::rt::current().net_area())?;
+    AppEnd::config(&memory).ok()
+}
+
+/// Puts raw Ethernet frames on the app's transmit ring, bypassing its network stack (which
+/// must not have started: the two would fight over the ring), and flushes them: the test that
+/// kernel-lite drops frames with a source that is not the app's. Returns how many frames
+/// kernel-lite says left for the wire.
+pub fn send_raw_frames(frames: &[&[u8]]) -> Result<u64, RawFrameError> {
+    let context = crate::rt::current();
+    let memory =
+        crate::sys::AppRingMemory::of_app(context.net_area()).ok_or(RawFrameError::NoNetwork)?;
+    let config = AppEnd::config(&memory).map_err(|_| RawFrameError::NoNetwork)?;
+    let mut end = AppEnd::new(Geometry::of(&config));
+    for frame in frames {
+        if frame.len() > MAX_FRAME {
+            return Err(RawFrameError::TooLong);
+        }
+        let at = end.tx_slot(&memory).ok_or(RawFrameError::RingFull)?;
+        lite_abi::net::ring::RingMemory::with_bytes_mut(&memory, at, frame.len(), |bytes| {
+            bytes.copy_from_slice(frame)
+        });
+        end.tx_commit(&memory, frame.len());
+    }
+    crate::sys::net_flush().map_err(RawFrameError::Flush)
 }

@@ -33,6 +33,9 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("set-ac", "selftest"),
     ("http", "http"),
     ("echo", "echo"),
+    ("net-probe", "selftest"),
+    ("spoofer", "selftest"),
+    ("net-crasher", "selftest"),
 ];
 
 /// The image feature that provides `program`, if any does.

@@ -62,4 +62,10 @@ libos::user_image! {
     "http" => http::main,
     #[cfg(feature = "echo")]
     "echo" => echo::main,
+    #[cfg(feature = "selftest")]
+    "net-probe" => selftest::net_probe,
+    #[cfg(feature = "selftest")]
+    "spoofer" => selftest::spoofer,
+    #[cfg(feature = "selftest")]
+    "net-crasher" => selftest::net_crasher,
 }

@@ -271,3 +271,193 @@ pub fn set_ac() -> i32 {
     );
     if still_set { 0 } else { 1 }
 }
+
+/// Where `tests/bundles/net-probe.toml` puts the http app the probe fetches from.
+const PROBE_TARGET_V4: [u8; 4] = [10, 0, 2, 40];
+const PROBE_TARGET_V6: [u16; 8] = [0xfec0, 0, 0, 0, 0, 0, 0, 0x40];
+
+/// A client of the image's http app, over kernel-lite's frame switch (app to app): waits for
+/// an IPv4 address (by DHCP when the binding says so, which kernel-lite learns by snooping),
+/// then fetches the index page over IPv4 and over IPv6 and checks its length.
+pub fn net_probe() -> i32 {
+    use libos::net::{IpAddr, Ipv6Addr, SocketAddr};
+    use libos::task;
+    let stack = match libos::net::stack() {
+        Ok(stack) => stack,
+        Err(error) => {
+            println!("net-probe: no network: {error}");
+            return 1;
+        }
+    };
+    task::block_on(async move {
+        let started = Instant::now();
+        while !stack
+            .addresses()
+            .iter()
+            .any(|address| matches!(address, IpAddr::V4(v4) if !v4.is_unspecified()))
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                println!("net-probe: no IPv4 address after 30 s");
+                return 1;
+            }
+            task::sleep(Duration::from_millis(50)).await;
+        }
+        println!("net-probe: addresses {:?}", stack.addresses());
+        let targets = [
+            SocketAddr::from((PROBE_TARGET_V4, 80)),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(PROBE_TARGET_V6)), 80),
+        ];
+        let mut failed = false;
+        for target in targets {
+            match task::timeout(Duration::from_secs(30), fetch_index(target)).await {
+                Ok(Ok(len)) => println!("net-probe: GET http://{target}/ -> {len} bytes"),
+                Ok(Err(error)) => {
+                    println!("net-probe: GET http://{target}/ failed: {error}");
+                    failed = true;
+                }
+                Err(_) => {
+                    println!("net-probe: GET http://{target}/ timed out");
+                    failed = true;
+                }
+            }
+        }
+        i32::from(failed)
+    })
+}
+
+/// The body length of `GET /` from `target`.
+async fn fetch_index(target: libos::net::SocketAddr) -> libos::io::Result<usize> {
+    let mut stream = libos::net::TcpStream::connect(target).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 2048];
+    loop {
+        let read = stream.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
+    let body = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map_or(0, |head| response.len() - head - 4);
+    Ok(body)
+}
+
+/// Hands kernel-lite frames with sources that are not the app's (another MAC; its own MAC
+/// with another app's IPv4; an ARP reply claiming another app's IPv4) and one genuine frame:
+/// only the genuine one may leave. The test reads the wire (a pcap) and kernel-lite's counters.
+pub fn spoofer() -> i32 {
+    let Some(binding) = faults::own_binding() else {
+        println!("spoofer: no network binding");
+        return 1;
+    };
+    let own_mac = binding.mac;
+    let Some(own_ip) = binding.static_ipv4() else {
+        println!("spoofer: needs a static IPv4 address");
+        return 1;
+    };
+    const FORGED_MAC: [u8; 6] = [0x02, 0x66, 0x66, 0x66, 0x66, 0x66];
+    const VICTIM_IP: [u8; 4] = [10, 0, 2, 15];
+    const GATEWAY: [u8; 4] = [10, 0, 2, 2];
+    let broadcast = [0xff; 6];
+    let frames = [
+        udp_frame(FORGED_MAC, broadcast, own_ip, GATEWAY, b"SPOOFED-MAC"),
+        udp_frame(own_mac, broadcast, VICTIM_IP, GATEWAY, b"SPOOFED-IP"),
+        arp_reply(own_mac, VICTIM_IP),
+        udp_frame(own_mac, broadcast, own_ip, GATEWAY, b"GENUINE-FRAME"),
+    ];
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    match faults::send_raw_frames(&refs) {
+        Ok(sent) => {
+            println!("spoofer: kernel-lite sent {sent} of {} frames", refs.len());
+            0
+        }
+        Err(error) => {
+            println!("spoofer: could not send: {error:?}");
+            1
+        }
+    }
+}
+
+fn ethernet(source: [u8; 6], destination: [u8; 6], ethertype: u16) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&destination);
+    frame.extend_from_slice(&source);
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame
+}
+
+/// An IPv4/UDP frame to port 9 (discard) carrying `payload`.
+fn udp_frame(
+    mac: [u8; 6],
+    destination_mac: [u8; 6],
+    source: [u8; 4],
+    destination: [u8; 4],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut frame = ethernet(mac, destination_mac, 0x0800);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut header = [0u8; 20];
+    header[0] = 0x45;
+    header[2..4].copy_from_slice(&total.to_be_bytes());
+    header[8] = 64;
+    header[9] = 17;
+    header[12..16].copy_from_slice(&source);
+    header[16..20].copy_from_slice(&destination);
+    let sum = header
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    header[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&9u16.to_be_bytes());
+    frame.extend_from_slice(&9u16.to_be_bytes());
+    frame.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An ARP reply, broadcast, saying `claimed` is at `mac`.
+fn arp_reply(mac: [u8; 6], claimed: [u8; 4]) -> Vec<u8> {
+    let mut frame = ethernet(mac, [0xff; 6], 0x0806);
+    frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&claimed);
+    frame.extend_from_slice(&[0xff; 6]);
+    frame.extend_from_slice(&claimed);
+    frame
+}
+
+/// A TCP server on port 9 that echoes what each connection sends first and panics when that is
+/// `crash`: an app that faults mid-traffic, for the test that it restarts while another app
+/// serves on.
+pub fn net_crasher() -> i32 {
+    use libos::net::{SocketAddr, TcpListener};
+    use libos::task;
+    let result: libos::io::Result<()> = task::block_on(async {
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], 9)))?;
+        println!("net-crasher: listening on port 9");
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            let mut buffer = [0u8; 64];
+            let read = stream.read(&mut buffer).await?;
+            if buffer[..read].starts_with(b"crash") {
+                panic!("asked to crash mid-traffic");
+            }
+            stream.write_all(&buffer[..read]).await?;
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            println!("net-crasher: {error}");
+            1
+        }
+    }
+}

@@ -53,7 +53,6 @@ struct Port {
     config: NetConfig,
     /// Whether the app runs (frames for it are delivered) or has ended (they are dropped).
     live: bool,
-    counters: PortCounters,
 }
 
 struct Network {
@@ -70,6 +69,8 @@ struct Board {
     /// `bindings[i]` is app `i`'s, as the switch checks it; `None` without a network.
     bindings: Vec<Option<Binding>>,
     ports: Vec<Option<Port>>,
+    /// Each bound app's counters, kept after it stops for good (for the final table).
+    counters: Vec<Option<PortCounters>>,
     /// Received frames no app owns.
     no_owner: u64,
     /// Apps that got frames since events were last raised.
@@ -113,6 +114,7 @@ pub fn init(devices: &'static Devices, app_count: usize) {
         board: Board {
             bindings: (0..app_count).map(|_| None).collect(),
             ports: (0..app_count).map(|_| None).collect(),
+            counters: (0..app_count).map(|_| None).collect(),
             no_owner: 0,
             to_signal: Vec::new(),
         },
@@ -136,8 +138,8 @@ pub fn attach(index: usize, name: &str, config: &NetConfig, pages: Vec<u64>) {
             memory,
             config: *config,
             live: false,
-            counters: PortCounters::default(),
         });
+        board.counters[index] = Some(PortCounters::default());
     });
 }
 
@@ -170,14 +172,9 @@ pub fn detach(index: usize) {
     });
 }
 
-/// What app `index`'s port has seen, if it has one.
+/// What app `index`'s port has seen over all its runs, if it ever had one.
 pub fn counters(index: usize) -> Option<PortCounters> {
-    with_network(|network| {
-        network.board.ports[index]
-            .as_ref()
-            .map(|port| port.counters)
-    })
-    .flatten()
+    with_network(|network| network.board.counters[index]).flatten()
 }
 
 /// Received frames no app owned.
@@ -188,25 +185,28 @@ pub fn frames_without_owner() -> u64 {
 impl Board {
     /// Copies `frame` into app `index`'s receive ring, counting what happens.
     fn deliver(&mut self, index: usize, frame: &[u8]) {
-        let Some(port) = self.ports.get_mut(index).and_then(Option::as_mut) else {
+        let (Some(port), Some(counters)) = (
+            self.ports.get_mut(index).and_then(Option::as_mut),
+            self.counters.get_mut(index).and_then(Option::as_mut),
+        ) else {
             self.no_owner += 1;
             return;
         };
         if !port.live {
-            port.counters.dropped_full += 1;
+            counters.dropped_full += 1;
             return;
         }
         match port.end.push_rx(&port.memory, frame) {
             Ok(()) => {
-                port.counters.frames_in += 1;
-                port.counters.bytes_in += frame.len() as u64;
+                counters.frames_in += 1;
+                counters.bytes_in += frame.len() as u64;
                 if !self.to_signal.contains(&index) {
                     self.to_signal.push(index);
                 }
             }
-            Err(RingError::Full | RingError::TooLong { .. }) => port.counters.dropped_full += 1,
+            Err(RingError::Full | RingError::TooLong { .. }) => counters.dropped_full += 1,
             Err(RingError::Corrupt { .. } | RingError::BadLength { .. }) => {
-                port.counters.dropped_bad += 1
+                counters.dropped_bad += 1
             }
         }
     }
@@ -261,30 +261,32 @@ impl Network {
             if self.nic.as_ref().is_some_and(|nic| !nic.can_transmit()) {
                 break;
             }
-            let (Some(port), Some(binding)) =
-                (board.ports[index].as_mut(), board.bindings[index].as_ref())
-            else {
+            let (Some(port), Some(binding), Some(counters)) = (
+                board.ports[index].as_mut(),
+                board.bindings[index].as_ref(),
+                board.counters[index].as_mut(),
+            ) else {
                 break;
             };
             let len = match port.end.pop_tx(&port.memory, &mut self.scratch) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(RingError::Corrupt { .. }) => {
-                    port.counters.dropped_bad += 1;
+                    counters.dropped_bad += 1;
                     break;
                 }
                 Err(_) => {
-                    port.counters.dropped_bad += 1;
+                    counters.dropped_bad += 1;
                     continue;
                 }
             };
             let frame = &self.scratch[..len];
             if check_transmit(binding, frame).is_err() {
-                port.counters.dropped_spoofed += 1;
+                counters.dropped_spoofed += 1;
                 continue;
             }
-            port.counters.frames_out += 1;
-            port.counters.bytes_out += len as u64;
+            counters.frames_out += 1;
+            counters.bytes_out += len as u64;
             if matches!(board.switch(frame, Some(index)), Delivery::App(_)) {
                 continue;
             }

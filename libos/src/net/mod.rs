@@ -54,10 +54,14 @@ mod machine {
     /// A UDP socket on the running app's stack.
     pub type UdpSocket = udp::UdpSocket<AppRingMemory, SystemClock>;
 
-    /// The running app's stack, made on first use; `Unsupported` without a network binding,
-    /// `InvalidInput` when the binding in the ring header is bad.
+    /// The running app's stack, made and started on first use (from then on it answers ARP
+    /// and neighbour solicitations and keeps its DHCP lease while the app's executor runs);
+    /// `Unsupported` without a network binding, `InvalidInput` when the binding in the ring
+    /// header is bad.
     pub fn stack() -> io::Result<&'static AppNetStack> {
-        crate::rt::current().net()
+        let stack = crate::rt::current().net()?;
+        stack.start();
+        Ok(stack)
     }
 
     impl TcpListener {

@@ -73,6 +73,12 @@ impl AppContext {
         lite_abi::decode_name(&self.name).unwrap_or("?")
     }
 
+    /// Where the app's frame rings are (0 without a network binding).
+    #[cfg_attr(not(feature = "deliberate-faults"), allow(dead_code))]
+    pub(crate) fn net_area(&self) -> u64 {
+        self.net_area
+    }
+
     /// Whether the app has a network binding.
     pub fn has_network(&self) -> bool {
         self.net_area != 0

@@ -1,3 +1,5 @@
+//! The connection state machine on the host: pipelined answers in order, keep-alive and close,
+//! streamed bodies, and property tests that no input panics it.
 use super::*;
 use crate::response::PATTERN_PERIOD;
 use crate::site::{INDEX_HTML, ServerStatus};

@@ -1,3 +1,5 @@
+//! The request parser on the host: every status it produces, splits at every byte, pipelining,
+//! and property tests that no input panics it.
 use super::*;
 use alloc::format;
 use alloc::string::ToString;

@@ -329,7 +329,25 @@ fn pairs(words: &[&str]) -> std::collections::BTreeMap<String, u64> {
 
 /// The accounting row of `app`; panics if the table has none.
 pub fn accounting_row(output: &RunOutput, app: &str) -> AccountingRow {
-    for line in accounting_table(output) {
+    row_among(accounting_table(output), app)
+}
+
+/// `app`'s row in the last accounting table of `serial` (the diagnostics an NMI prints while
+/// apps run, or the final one); panics if there is none.
+pub fn accounting_row_in(serial: &str, app: &str) -> AccountingRow {
+    let start = serial
+        .rfind("\napp              end")
+        .expect("kernel-lite printed an accounting table");
+    let lines = serial[start + 1..]
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("net app") && !line.starts_with("kernel-lite:"))
+        .collect();
+    row_among(lines, app)
+}
+
+fn row_among(lines: Vec<&str>, app: &str) -> AccountingRow {
+    for line in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.first() != Some(&app) {
             continue;

@@ -202,7 +202,7 @@ fn spoofed_frames_never_reach_the_wire_and_a_crashing_app_restarts_while_http_se
 }
 
 #[test]
-fn an_app_reaches_another_over_the_switch_with_a_dhcp_lease_and_over_ipv6() {
+fn an_app_reaches_another_over_the_switch_with_dhcp_and_slaac_addresses_over_ipv4_and_ipv6() {
     let mut image = boot_networked("net-probe", Firmware::Bios);
     image.wait_for_serial("net-probe: GET http://10.0.2.40:80/ -> 612 bytes", WAIT);
     image.wait_for_serial("net-probe: GET http://[fec0::40]:80/ -> 612 bytes", WAIT);
@@ -214,6 +214,19 @@ fn an_app_reaches_another_over_the_switch_with_a_dhcp_lease_and_over_ipv6() {
         .unwrap()
         .to_owned();
     assert!(addresses.contains("10.0.2."), "a DHCP lease: {addresses}");
+    // SLAAC: QEMU's prefix and the interface ID of the app's MAC.
+    let eui64 = lite_abi::net::config::eui64(lite_abi::net::config::derived_mac("net-probe"));
+    let interface_id = format!(
+        "{:x}:{:x}:{:x}:{:x}",
+        u16::from_be_bytes([eui64[0], eui64[1]]),
+        u16::from_be_bytes([eui64[2], eui64[3]]),
+        u16::from_be_bytes([eui64[4], eui64[5]]),
+        u16::from_be_bytes([eui64[6], eui64[7]])
+    );
+    assert!(
+        addresses.contains(&format!("fec0::{interface_id}")),
+        "a SLAAC address fec0::{interface_id}: {addresses}"
+    );
     // The host still reaches the http app.
     let port = image.host_port("http", Protocol::Tcp, 80);
     let stream = connect(port).unwrap();

@@ -277,8 +277,9 @@ const PROBE_TARGET_V4: [u8; 4] = [10, 0, 2, 40];
 const PROBE_TARGET_V6: [u16; 8] = [0xfec0, 0, 0, 0, 0, 0, 0, 0x40];
 
 /// A client of the image's http app, over kernel-lite's frame switch (app to app): waits for
-/// an IPv4 address (by DHCP when the binding says so, which kernel-lite learns by snooping),
-/// then fetches the index page over IPv4 and over IPv6 and checks its length.
+/// an IPv4 address (by DHCP when the binding says so, which kernel-lite learns by snooping) and
+/// a global IPv6 address (by SLAAC when it says so), then fetches the index page over IPv4 and
+/// over IPv6 and reports its length.
 pub fn net_probe() -> i32 {
     use libos::net::{IpAddr, Ipv6Addr, SocketAddr};
     use libos::task;
@@ -291,13 +292,22 @@ pub fn net_probe() -> i32 {
     };
     task::block_on(async move {
         let started = Instant::now();
-        while !stack
-            .addresses()
-            .iter()
-            .any(|address| matches!(address, IpAddr::V4(v4) if !v4.is_unspecified()))
-        {
+        let addressed = || {
+            let addresses = stack.addresses();
+            let ipv4 = addresses
+                .iter()
+                .any(|address| matches!(address, IpAddr::V4(v4) if !v4.is_unspecified()));
+            let global_ipv6 = addresses
+                .iter()
+                .any(|address| matches!(address, IpAddr::V6(v6) if !v6.is_unicast_link_local()));
+            ipv4 && global_ipv6
+        };
+        while !addressed() {
             if started.elapsed() > Duration::from_secs(30) {
-                println!("net-probe: no IPv4 address after 30 s");
+                println!(
+                    "net-probe: no IPv4 and global IPv6 address after 30 s: {:?}",
+                    stack.addresses()
+                );
                 return 1;
             }
             task::sleep(Duration::from_millis(50)).await;

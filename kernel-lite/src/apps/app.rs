@@ -149,9 +149,10 @@ impl App {
         self.account.held * PAGE_SIZE
     }
 
-    /// The most bytes the app held at once: its ring-3 pages at peak and its kernel stack.
+    /// The most bytes the app held at once: its ring-3 pages at peak, its frame rings and its
+    /// kernel stack.
     pub fn peak_bytes(&self) -> u64 {
-        self.peak_pages * PAGE_SIZE + mm::KERNEL_STACK_BYTES
+        self.peak_pages * PAGE_SIZE + self.slot.net_bytes + mm::KERNEL_STACK_BYTES
     }
 
     /// The heap quota, in bytes.

@@ -75,6 +75,9 @@ struct Board {
     no_owner: u64,
     /// Apps that got frames since events were last raised.
     to_signal: Vec<usize>,
+    /// Apps whose transmit ring still holds frames because the NIC had no free buffer: the
+    /// interrupt that gives buffers back sends them (the app may be asleep by then).
+    stalled: Vec<usize>,
 }
 
 static NETWORK: Mutex<Option<Network>> = Mutex::new(None);
@@ -117,6 +120,7 @@ pub fn init(devices: &'static Devices, app_count: usize) {
             counters: (0..app_count).map(|_| None).collect(),
             no_owner: 0,
             to_signal: Vec::new(),
+            stalled: Vec::new(),
         },
         scratch: alloc::boxed::Box::new([0; MAX_FRAME]),
     });
@@ -259,6 +263,9 @@ impl Network {
         let mut sent = 0;
         loop {
             if self.nic.as_ref().is_some_and(|nic| !nic.can_transmit()) {
+                if !board.stalled.contains(&index) {
+                    board.stalled.push(index);
+                }
                 break;
             }
             let (Some(port), Some(binding), Some(counters)) = (
@@ -330,6 +337,10 @@ fn on_interrupt(_context: usize) {
             board.switch(frame, None);
         });
         nic.reclaim();
+        let stalled = core::mem::take(&mut network.board.stalled);
+        for index in stalled {
+            let _ = network.flush(index);
+        }
     });
     raise_events();
 }

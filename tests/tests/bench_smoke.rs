@@ -1,5 +1,6 @@
 //! `cargo xtask bench --smoke`: every benchmark runs against the Linux guest with minimal
-//! iterations and the reports are valid. No timing thresholds: figures are only checked to be
+//! iterations (the http one with a second of wrk and 300 ab requests a side) and the reports
+//! are valid. No timing thresholds: figures are only checked to be
 //! present and sane, and targets only to be reported (met or not).
 
 use xtask::bench::report::{Report, TABLE_HEADER};
@@ -46,17 +47,37 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
             .any(|row| row.peer.is_some() && row.name.contains("null kcall")),
         "no null kcall vs getpid row"
     );
-    // Three rows carry targets, reported whether met or not.
+    // Six rows carry targets, reported whether met or not: three fixed ones, and the http
+    // rows' three set against nginx (req/s, p99, instructions per request).
     assert_eq!(
         report
             .rows
             .iter()
             .filter(|row| row.target.is_some())
             .count(),
-        3,
+        6,
         "{:#?}",
         report.rows
     );
+    // The http app against nginx in the Linux guest: every compared http row has both figures.
+    for measure in [
+        "keep-alive: requests/s",
+        "keep-alive: p99 latency",
+        "a connection per request: requests/s",
+        "16 MiB GET",
+        "guest instructions per request",
+    ] {
+        assert!(
+            report.rows.iter().any(|row| row.group == "http"
+                && row.name.contains(measure)
+                && row.peer.is_some()
+                && row
+                    .target
+                    .as_ref()
+                    .is_none_or(|target| target.at_most > 0.0)),
+            "no http row for {measure} against nginx"
+        );
+    }
     // The most apps, for two memory sizes; a smoke run says it tried one count only.
     for memory in ["-m 64M", "-m 1G"] {
         assert!(
@@ -76,7 +97,7 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
     assert!(markdown.contains(TABLE_HEADER));
     assert_eq!(
         markdown.matches(": met |").count() + markdown.matches(": not met |").count(),
-        3
+        6
     );
     assert_eq!(
         markdown

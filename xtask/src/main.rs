@@ -77,7 +77,7 @@ enum Task {
     /// Run the benchmark suite against a Linux guest, or only the benchmark named; writes
     /// target/bench/{results.json,report.md,report.svg}.
     Bench {
-        /// One of: boot, footprint, calls, switch, scale.
+        /// One of: boot, footprint, calls, switch, scale, http.
         name: Option<String>,
         /// Minimal iterations: check that every benchmark runs and reports.
         #[arg(long)]

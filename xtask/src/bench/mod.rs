@@ -18,12 +18,16 @@
 //! - `scale`: memory per additional hello-class app, and the most hello-class apps that all exit
 //!   0 with `-m 64M` and with `-m 1G`, by bisection up to `lite_abi::layout::MAX_APPS`.
 //!
+//! - `http`: our http app against nginx in the Linux guest, same QEMU flags and page (see
+//!   [`http`]): wrk keep-alive req/s, p50, p99; ab with a connection per request; a 16 MiB GET
+//!   in MB/s; guest instructions per request under icount; our kcalls and traps per request.
+//!
 //! Some rows carry a target for our figure; the reports say whether it was met, and a missed
-//! target does not fail the run. HTTP, TCP and key-value benchmarks join when the network stack
-//! and storage exist. Results: `target/bench/results.json`, `report.md` and `report.svg`.
+//! target does not fail the run. TCP and key-value benchmarks join when storage exists. Results: `target/bench/results.json`, `report.md` and `report.svg`.
 
 pub mod cpio;
 pub mod guest_output;
+pub mod http;
 pub mod peer;
 pub mod report;
 
@@ -38,7 +42,7 @@ use report::{Report, Row, Stat};
 use std::time::Duration;
 
 /// The benchmarks, by name, in the order the suite runs them.
-pub const BENCHMARKS: &[&str] = &["boot", "footprint", "calls", "switch", "scale"];
+pub const BENCHMARKS: &[&str] = &["boot", "footprint", "calls", "switch", "scale", "http"];
 
 /// How hard to try, and where to write.
 #[derive(Debug, Clone)]
@@ -791,6 +795,7 @@ pub fn run(only: Option<&str>, settings: Settings) -> anyhow::Result<Report> {
             "footprint" => footprint(&mut suite),
             "calls" => calls(&mut suite),
             "switch" => switch(&mut suite),
+            "http" => http::http(&mut suite),
             _ => scale(&mut suite),
         };
         result.with_context(|| format!("benchmark {name}"))?;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when the peer's contents change, so a cached one is rebuilt.
-const PEER_VERSION: &str = "4";
+const PEER_VERSION: &str = "5";
 
 /// The line the guest prints once its init runs: "ready".
 pub const READY_LINE: &str = "LINUX-PEER READY";
@@ -35,6 +35,63 @@ pub fn clocksource(serial: &str) -> Option<String> {
 
 /// What the guest prints after nginx served its page over loopback (`libos.bench=nginx`).
 pub const NGINX_SERVED_LINE: &str = "LINUX-PEER NGINX SERVED";
+
+/// What the guest prints once nginx listens on eth0 (`libos.bench=nginx-net`).
+pub const NGINX_LISTENING_LINE: &str = "LINUX-PEER NGINX LISTENING";
+
+/// What the guest prints every second in `libos.bench=nginx-net` mode, followed by the `cpu`
+/// line of `/proc/stat` (jiffies of USER_HZ = 100 since boot).
+pub const STAT_LINE: &str = "LINUX-PEER STAT ";
+
+/// The address the guest's eth0 takes on QEMU's user network (the http app's, too).
+pub const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 15];
+
+/// The file of 16 MiB (zeros) the guest's init writes into nginx's root for the large GET.
+pub const LARGE_FILE: &str = "/16m";
+
+/// The kernel modules the virtio-net NIC needs, in the order `insmod` loads them (the cloud
+/// kernel builds virtio, virtio_pci and virtio_net as modules): each one's path under
+/// `lib/modules/VERSION/kernel/`.
+const NIC_MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+];
+
+/// The `cpu` line of `/proc/stat` as the guest printed it after [`STAT_LINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuJiffies {
+    /// user + nice + system + irq + softirq.
+    pub busy: u64,
+    /// idle + iowait.
+    pub idle: u64,
+}
+
+/// Every [`STAT_LINE`] in `serial`, in order.
+pub fn cpu_jiffies(serial: &str) -> Vec<CpuJiffies> {
+    serial
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split(STAT_LINE).nth(1)?;
+            let mut words = rest.split_whitespace();
+            if words.next()? != "cpu" {
+                return None;
+            }
+            let numbers: Vec<u64> = words.map(|word| word.parse().ok()).collect::<Option<_>>()?;
+            // user nice system idle iowait irq softirq [steal guest guest_nice]
+            let field = |index: usize| numbers.get(index).copied();
+            Some(CpuJiffies {
+                busy: field(0)? + field(1)? + field(2)? + field(5)? + field(6)?,
+                idle: field(3)? + field(4)?,
+            })
+        })
+        .collect()
+}
 
 /// A built peer: its kernel and its initramfs images.
 #[derive(Debug, Clone)]
@@ -143,7 +200,9 @@ fn compile_syscall_bench(out: &Path) -> anyhow::Result<()> {
 }
 
 /// The guest's `/init`: announce readiness, run the benchmark named on the kernel command line
-/// (`libos.bench=calls`, after naming the clocksource), power off.
+/// (`libos.bench=calls`, after naming the clocksource), power off; or, for
+/// `libos.bench=nginx-net`, bring up eth0 (10.0.2.15/24, gateway 10.0.2.2) and serve with nginx
+/// until killed, printing the CPU's jiffies every second.
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 echo LINUX-PEER READY
@@ -152,6 +211,27 @@ case \"$(/bin/busybox cat /proc/cmdline)\" in
     /bin/busybox mount -t sysfs sysfs /sys
     echo \"LINUX-PEER CLOCKSOURCE $(/bin/busybox cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"
     /bin/syscall-bench ;;
+  *libos.bench=nginx-net*)
+    /bin/busybox mount -t devtmpfs dev /dev
+    for module in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+        failover net_failover virtio_net; do
+      /bin/busybox insmod /lib/modules/$module.ko
+    done
+    /bin/busybox ip link set lo up
+    /bin/busybox ip link set eth0 up
+    /bin/busybox ip addr add 10.0.2.15/24 dev eth0
+    /bin/busybox ip route add default via 10.0.2.2
+    /bin/busybox dd if=/dev/zero of=/www/16m bs=1048576 count=16 2>/dev/null
+    /usr/sbin/nginx -c /etc/nginx/nginx.conf && echo LINUX-PEER NGINX LISTENING
+    # Once a second, the cpu line of /proc/stat, with shell builtins only (read from a FIFO
+    # nobody writes times out after 1 s): no process is started between two lines.
+    /bin/busybox mkfifo /tmp/tick
+    exec 3<>/tmp/tick
+    while :; do
+      read -r cpu < /proc/stat
+      echo \"LINUX-PEER STAT $cpu\"
+      read -t 1 -u 3 nothing
+    done ;;
   *libos.bench=nginx*)
     /bin/busybox mount -t devtmpfs dev /dev
     /bin/busybox ip link set lo up
@@ -280,15 +360,11 @@ fn library_dependencies(package: &str) -> anyhow::Result<Vec<String>> {
     Ok(libraries)
 }
 
-/// The page nginx serves: 612 bytes, the size of nginx's stock welcome page that Unikraft's
-/// published wrk runs fetched.
+/// The page nginx serves: the http app's own 612-byte `apps/http/static/index.html` (the size
+/// of nginx's stock welcome page that Unikraft's published wrk runs fetched), so both sides send
+/// the same body.
 pub fn served_page() -> Vec<u8> {
-    let head = b"<!DOCTYPE html>\n<html><head><title>libos peer</title></head><body>\n<p>";
-    let tail = b"</p>\n</body></html>\n";
-    let mut page = head.to_vec();
-    page.resize(612 - tail.len(), b'x');
-    page.extend_from_slice(tail);
-    page
+    include_bytes!("../../../apps/http/static/index.html").to_vec()
 }
 
 const NGINX_CONF: &str = "user root;
@@ -312,6 +388,8 @@ struct NginxFiles {
     binary: Vec<u8>,
     /// (path in the guest, contents)
     libraries: Vec<(String, Vec<u8>)>,
+    /// The NIC's kernel modules, as (path in the guest: `lib/modules/NAME.ko`, contents).
+    modules: Vec<(String, Vec<u8>)>,
     page: Vec<u8>,
 }
 
@@ -343,9 +421,26 @@ impl NginxFiles {
         let loader = std::fs::read(root.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
             .context("libc6 holds no ld-linux-x86-64.so.2")?;
         libraries.push(("lib64/ld-linux-x86-64.so.2".to_owned(), loader));
+        let versions = root.join("lib/modules");
+        let version = std::fs::read_dir(&versions)
+            .with_context(|| format!("the kernel package holds no {}", versions.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| path.join("kernel").is_dir())
+            .context("the kernel package holds no lib/modules/VERSION/kernel")?;
+        let mut modules = Vec::new();
+        for module in NIC_MODULES {
+            let path = version.join("kernel").join(module);
+            let name = path.file_name().expect("a file name").to_string_lossy();
+            let guest = format!("lib/modules/{name}");
+            let data = std::fs::read(&path).with_context(|| {
+                format!("the kernel package holds no module {}", path.display())
+            })?;
+            modules.push((guest, data));
+        }
         Ok(NginxFiles {
             binary,
             libraries,
+            modules,
             page: served_page(),
         })
     }
@@ -356,6 +451,7 @@ impl NginxFiles {
             "etc/nginx",
             "lib",
             "lib/x86_64-linux-gnu",
+            "lib/modules",
             "lib64",
             "run",
             "tmp",
@@ -382,6 +478,13 @@ impl NginxFiles {
                 path,
                 data,
                 executable: true,
+            });
+        }
+        for (path, data) in &self.modules {
+            entries.push(Entry::File {
+                path,
+                data,
+                executable: false,
             });
         }
         for (path, data) in [
@@ -434,5 +537,27 @@ mod tests {
     #[test]
     fn the_served_page_is_612_bytes() {
         assert_eq!(served_page().len(), 612);
+    }
+
+    #[test]
+    fn stat_lines_give_busy_and_idle_jiffies() {
+        let serial = "LINUX-PEER NGINX LISTENING\r\n\
+                      LINUX-PEER STAT cpu  10 1 20 300 4 5 6 0 0 0\r\n\
+                      LINUX-PEER STAT cpu0 1 1 1 1 1 1 1\n\
+                      LINUX-PEER STAT cpu  12 1 25 400 4 5 7 0 0 0\n\
+                      LINUX-PEER STAT cpu  broken\n";
+        assert_eq!(
+            cpu_jiffies(serial),
+            [
+                CpuJiffies {
+                    busy: 42,
+                    idle: 304
+                },
+                CpuJiffies {
+                    busy: 50,
+                    idle: 404
+                }
+            ]
+        );
     }
 }

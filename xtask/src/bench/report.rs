@@ -53,6 +53,11 @@ impl Stat {
             "ms" => format!("{v:.0} ms"),
             "MiB" => format!("{v:.0} MiB"),
             "apps" => format!("{v:.0}"),
+            LATENCY_MS => format!("{v:.2} ms"),
+            "req/s" => format!("{v:.0} req/s"),
+            "MB/s" => format!("{v:.1} MB/s"),
+            "instructions/request" => format!("{v:.0}"),
+            "per request" => format!("{v:.2}"),
             _ => format!("{v:.1}"),
         };
         if spread && self.samples > 1 {
@@ -69,20 +74,63 @@ impl Stat {
     }
 }
 
-/// A goal for one of our figures: at most `at_most`, in the row's unit. Reported with the row
-/// (met or not), never enforced: a run that misses it still succeeds.
+/// A goal for one of our figures, in the row's unit: at most `at_most` (the default), at least
+/// it, or below it; where it is set relative to the Linux guest's figure, `of_peer` is the
+/// factor (`at_most` is then that factor times the guest's median). Reported with the row (met
+/// or not), never enforced: a run that misses it still succeeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
+    /// The bound (named for the default kind, so older results still read).
     pub at_most: f64,
-    /// Whether our median is at most `at_most`.
+    #[serde(default)]
+    pub kind: Bound,
+    /// The bound as a factor of the Linux guest's median, when it is one.
+    #[serde(default)]
+    pub of_peer: Option<f64>,
+    /// Whether our median is on the right side of the bound.
     pub met: bool,
+}
+
+/// Which side of a [`Target`]'s bound our figure should be on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bound {
+    /// ≤ the bound.
+    #[default]
+    AtMost,
+    /// ≥ the bound.
+    AtLeast,
+    /// Strictly below the bound.
+    Below,
+}
+
+impl Bound {
+    fn met(self, value: f64, bound: f64) -> bool {
+        match self {
+            Bound::AtMost => value <= bound,
+            Bound::AtLeast => value >= bound,
+            Bound::Below => value < bound,
+        }
+    }
+
+    fn sign(self) -> &'static str {
+        match self {
+            Bound::AtMost => "≤",
+            Bound::AtLeast => "≥",
+            Bound::Below => "<",
+        }
+    }
 }
 
 impl Target {
     fn show(&self, unit: &str) -> String {
+        let bound = Stat::single(self.at_most).show(unit);
+        let bound = match self.of_peer {
+            Some(factor) => format!("{factor}× Linux = {bound}"),
+            None => bound,
+        };
         format!(
-            "≤ {}: {}",
-            Stat::single(self.at_most).show(unit),
+            "{} {bound}: {}",
+            self.kind.sign(),
             if self.met { "met" } else { "not met" }
         )
     }
@@ -142,9 +190,30 @@ impl Row {
 
     /// The row with a goal of at most `at_most` (in its unit) for our median.
     pub fn with_target(self, at_most: f64) -> Row {
-        let met = self.ours.median <= at_most;
+        self.with_bound(Bound::AtMost, at_most, None)
+    }
+
+    /// The row with a goal relative to the Linux guest's median: ours `kind` `factor` × its.
+    /// A row without the guest's figure gets no target.
+    pub fn with_target_of_peer(self, kind: Bound, factor: f64) -> Row {
+        match &self.peer {
+            Some(peer) => {
+                let bound = peer.median * factor;
+                self.with_bound(kind, bound, Some(factor))
+            }
+            None => self,
+        }
+    }
+
+    fn with_bound(self, kind: Bound, bound: f64, of_peer: Option<f64>) -> Row {
+        let met = kind.met(self.ours.median, bound);
         Row {
-            target: Some(Target { at_most, met }),
+            target: Some(Target {
+                at_most: bound,
+                kind,
+                of_peer,
+                met,
+            }),
             ..self
         }
     }
@@ -260,8 +329,9 @@ impl Report {
         if self.rows.iter().any(|row| row.target.is_some()) {
             let _ = writeln!(
                 out,
-                "\nTargets are goals for our figures (\"≤ N\": our median at most N); the table says \
-                 whether this run met each. A missed target does not fail the run."
+                "\nTargets are goals for our figures (\"≤ N\": our median at most N; \"≥\" at least, \
+                 \"<\" below; \"2× Linux\": relative to the Linux guest's median in the same run); \
+                 the table says whether this run met each. A missed target does not fail the run."
             );
         }
         out
@@ -356,9 +426,13 @@ impl Report {
     }
 }
 
-/// Counts of apps that fit are better large; every other figure (time, ticks, bytes) small.
+/// The unit of latencies (shown to a hundredth of a millisecond).
+pub const LATENCY_MS: &str = "ms (latency)";
+
+/// Counts of apps that fit and throughputs are better large; every other figure (time, ticks,
+/// bytes) small.
 fn more_is_better(row: &Row) -> bool {
-    row.unit == "apps"
+    matches!(row.unit.as_str(), "apps" | "req/s" | "MB/s")
 }
 
 const OURS_COLOUR: &str = "#2b6cb0";
@@ -469,6 +543,31 @@ mod tests {
         let bytes = Row::ours("scale", "m", "w", "bytes", Stat::single(20.0 * 1024.0))
             .with_target(24.0 * 1024.0);
         assert_eq!(bytes.target_cell(), "≤ 24.0 KiB: met");
+    }
+
+    #[test]
+    fn targets_relative_to_the_peer() {
+        let row = |ours: f64, peer: f64, unit: &str| {
+            Row::compared(
+                "http",
+                "r",
+                "w",
+                unit,
+                Stat::single(ours),
+                Stat::single(peer),
+            )
+        };
+        let rps = row(3000.0, 1000.0, "req/s").with_target_of_peer(Bound::AtLeast, 2.0);
+        assert_eq!(rps.target_cell(), "≥ 2× Linux = 2000 req/s: met");
+        let rps = row(1500.0, 1000.0, "req/s").with_target_of_peer(Bound::AtLeast, 2.0);
+        assert_eq!(rps.target_cell(), "≥ 2× Linux = 2000 req/s: not met");
+        let p99 = row(5.0, 5.0, LATENCY_MS).with_target_of_peer(Bound::Below, 1.0);
+        assert_eq!(p99.target_cell(), "< 1× Linux = 5.00 ms: not met");
+        let ours_only = Row::ours("http", "k", "w", "per request", Stat::single(1.0))
+            .with_target_of_peer(Bound::AtMost, 0.5);
+        assert_eq!(ours_only.target, None);
+        let old: Target = serde_json::from_str(r#"{"at_most": 3.0, "met": true}"#).unwrap();
+        assert_eq!((old.kind, old.of_peer), (Bound::AtMost, None));
     }
 
     #[test]

@@ -23,7 +23,9 @@ mod virtio;
 use crate::devices::Devices;
 use crate::kprintln;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use lite_abi::kcall::KcallError;
+use lite_abi::layout::MAX_APPS;
 use lite_abi::net::NET_EVENT;
 use lite_abi::net::config::NetConfig;
 use lite_abi::net::ring::{Geometry, KernelEnd, MAX_FRAME, RingError};
@@ -81,6 +83,9 @@ struct Board {
 }
 
 static NETWORK: Mutex<Option<Network>> = Mutex::new(None);
+/// Which apps have a port, readable without the lock: every `wait` asks, and most apps have no
+/// network.
+static BOUND: [AtomicBool; MAX_APPS] = [const { AtomicBool::new(false) }; MAX_APPS];
 
 fn with_network<R>(f: impl FnOnce(&mut Network) -> R) -> Option<R> {
     NETWORK.lock().as_mut().map(f)
@@ -144,6 +149,7 @@ pub fn attach(index: usize, name: &str, config: &NetConfig, pages: Vec<u64>) {
             live: false,
         });
         board.counters[index] = Some(PortCounters::default());
+        BOUND[index].store(true, Ordering::Relaxed);
     });
 }
 
@@ -170,6 +176,7 @@ pub fn stop(index: usize) {
 
 /// App `index` will not run again: its port goes (its ring pages may then be unmapped).
 pub fn detach(index: usize) {
+    BOUND[index].store(false, Ordering::Relaxed);
     with_network(|network| {
         network.board.ports[index] = None;
         network.board.bindings[index] = None;
@@ -320,6 +327,9 @@ fn raise_events() {
 
 /// Sends what app `index` has queued (the `net_flush` kcall, and every `wait`).
 pub fn flush(index: usize) -> Result<u64, KcallError> {
+    if !BOUND[index].load(Ordering::Relaxed) {
+        return Err(KcallError::NoNetwork);
+    }
     let sent = with_network(|network| network.flush(index)).unwrap_or(Err(KcallError::NoNetwork));
     raise_events();
     sent

@@ -70,3 +70,25 @@ pub fn send_raw_frames(frames: &[&[u8]]) -> Result<u64, RawFrameError> {
     }
     crate::sys::net_flush().map_err(RawFrameError::Flush)
 }
+
+/// Writes hostile values into the app's own rings — a transmit length of `length` in the first
+/// transmit slot, then `tx_producer` and `rx_consumer` as the indices the app publishes — and
+/// asks kernel-lite to flush: the test that kernel-lite checks every index and length it reads
+/// from an app's ring and loses nothing but that app's frames. Returns the flush's result.
+pub fn scribble_on_rings(
+    length: u32,
+    tx_producer: u32,
+    rx_consumer: u32,
+) -> Result<u64, RawFrameError> {
+    use lite_abi::net::ring::{RX_CONSUMER, RingMemory, SLOT_HEADER, TX_PRODUCER};
+    let memory = crate::sys::AppRingMemory::of_app(crate::rt::current().net_area())
+        .ok_or(RawFrameError::NoNetwork)?;
+    let config = AppEnd::config(&memory).map_err(|_| RawFrameError::NoNetwork)?;
+    let slot = Geometry::of(&config).tx_slot(0);
+    memory.with_bytes_mut(slot, SLOT_HEADER, |bytes| {
+        bytes[..4].copy_from_slice(&length.to_le_bytes())
+    });
+    memory.store_index(TX_PRODUCER, tx_producer);
+    memory.store_index(RX_CONSUMER, rx_consumer);
+    crate::sys::net_flush().map_err(RawFrameError::Flush)
+}

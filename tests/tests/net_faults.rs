@@ -1,6 +1,6 @@
 //! Misbehaving network apps beside a serving one: spoofed frames never reach the wire (the pcap
-//! QEMU writes shows it), an app that crashes mid-traffic is restarted and serves again while
-//! the http app never stops; and an app inside the image reaches the http app over the frame
+//! QEMU writes shows it), hostile ring indices and lengths are counted and harm no one, an app
+//! that crashes mid-traffic is restarted and serves again while the http app never stops; and an app inside the image reaches the http app over the frame
 //! switch with a DHCP lease and over IPv6.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -109,7 +109,8 @@ fn echo_once(port: u16, line: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 #[test]
-fn spoofed_frames_never_reach_the_wire_and_a_crashing_app_restarts_while_http_serves() {
+fn spoofed_frames_never_reach_the_wire_broken_rings_are_counted_and_a_crashing_app_restarts_while_http_serves()
+ {
     let manifest = xtask::bundle::load(&xtask::bundle::find("net-faults").unwrap()).unwrap();
     let pcap: PathBuf =
         std::env::temp_dir().join(format!("net-faults-{}.pcap", std::process::id()));
@@ -126,6 +127,10 @@ fn spoofed_frames_never_reach_the_wire_and_a_crashing_app_restarts_while_http_se
     image.wait_for_serial("[http] INFO  http::server: http: listening", WAIT);
     image.wait_for_serial("spoofer: kernel-lite sent 1 of 4 frames", WAIT);
     image.wait_for_serial("net-crasher: listening on port 9", WAIT);
+    image.wait_for_serial(
+        "kernel-lite: app 'ring-scribbler' exited with status 0",
+        WAIT,
+    );
     let http = image.host_port("http", Protocol::Tcp, 80);
     let crasher = image.host_port("net-crasher", Protocol::Tcp, 9);
 

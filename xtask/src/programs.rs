@@ -36,6 +36,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("net-probe", "selftest"),
     ("spoofer", "selftest"),
     ("net-crasher", "selftest"),
+    ("ring-scribbler", "selftest"),
 ];
 
 /// The image feature that provides `program`, if any does.

@@ -68,4 +68,6 @@ libos::user_image! {
     "spoofer" => selftest::spoofer,
     #[cfg(feature = "selftest")]
     "net-crasher" => selftest::net_crasher,
+    #[cfg(feature = "selftest")]
+    "ring-scribbler" => selftest::ring_scribbler,
 }

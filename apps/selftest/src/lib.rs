@@ -471,3 +471,14 @@ pub fn net_crasher() -> i32 {
         }
     }
 }
+
+/// Scribbles on its own frame rings: an impossible transmit length, then indices that claim
+/// more frames than there are slots, and stays a while so received frames meet the broken
+/// receive index. kernel-lite must count and drop, never trust or crash.
+pub fn ring_scribbler() -> i32 {
+    let first = faults::scribble_on_rings(60_000, 1, 0);
+    let second = faults::scribble_on_rings(60, 0xdead_beef, 777_777);
+    thread::sleep(Duration::from_secs(2));
+    println!("ring-scribbler: flushes answered {first:?} and {second:?}; still running");
+    0
+}

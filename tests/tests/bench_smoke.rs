@@ -1,7 +1,8 @@
 //! `cargo xtask bench --smoke`: every benchmark runs against the Linux guest with minimal
-//! iterations (the http one with a second of wrk and 300 ab requests a side) and the reports
-//! are valid. No timing thresholds: figures are only checked to be
-//! present and sane, and targets only to be reported (met or not).
+//! iterations (the http one with a second of wrk and 300 ab requests a side, on a tap in a
+//! network namespace when run as root, else on QEMU's user network) and the reports are valid.
+//! No timing thresholds: figures are only checked to be present and sane, and targets only to be
+//! reported (met or not).
 
 use xtask::bench::report::{Report, TABLE_HEADER};
 use xtask::bench::{BENCHMARKS, Settings};

@@ -138,6 +138,9 @@ pub struct RunOptions {
     /// A NIC on QEMU's user network, for bundles with networked apps
     /// ([`UserNetwork::for_bundle`]); `None` adds no network option at all.
     pub network: Option<UserNetwork>,
+    /// A NIC on a tap device instead ([`TapNetwork`]; QEMU must then run in the tap's network
+    /// namespace, see [`TapNamespace::exec`]). [`command`] refuses options with both networks.
+    pub tap: Option<TapNetwork>,
 }
 
 /// The MAC of the virtio-net NIC itself. The apps send and receive with their own MACs (see
@@ -315,19 +318,221 @@ impl UserNetwork {
             netdev.push(',');
             netdev.push_str(&forward.hostfwd());
         }
-        let mut args = vec!["-netdev".to_owned(), netdev];
-        if let Some(pcap) = &self.pcap {
-            args.push("-object".to_owned());
-            args.push(format!(
-                "filter-dump,id=dump0,netdev=net0,file={}",
-                qemu_option_value(&pcap.to_string_lossy())
-            ));
-        }
-        args.push("-device".to_owned());
+        nic_args(netdev, self.pcap.as_deref())
+    }
+}
+
+/// `-netdev NETDEV` (its id `net0`), the pcap filter if asked for, and the NIC every network
+/// gets: one modern-only virtio-net-pci device on `net0`.
+fn nic_args(netdev: String, pcap: Option<&Path>) -> Vec<String> {
+    let mut args = vec!["-netdev".to_owned(), netdev];
+    if let Some(pcap) = pcap {
+        args.push("-object".to_owned());
         args.push(format!(
-            "virtio-net-pci,netdev=net0,disable-legacy=on,mac={NIC_MAC}"
+            "filter-dump,id=dump0,netdev=net0,file={}",
+            qemu_option_value(&pcap.to_string_lossy())
         ));
-        args
+    }
+    args.push("-device".to_owned());
+    args.push(format!(
+        "virtio-net-pci,netdev=net0,disable-legacy=on,mac={NIC_MAC}"
+    ));
+    args
+}
+
+/// The same NIC as on the user network ([`UserNetwork::args`]: virtio-net-pci, modern only, the
+/// same MAC) on a tap device that already exists (`script=no,downscript=no`: QEMU configures
+/// nothing on the host). Its host side is a real Linux interface: no forwards, no listen queue
+/// of QEMU's own in the way; clients reach the guest's address directly from the tap's network
+/// namespace (see [`TapNamespace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapNetwork {
+    /// The tap device (at most 15 bytes, Linux's limit).
+    pub ifname: String,
+    /// Every frame through the NIC written to this pcap file (QEMU's `filter-dump`).
+    pub pcap: Option<PathBuf>,
+}
+
+impl TapNetwork {
+    /// QEMU's options for this network.
+    pub fn args(&self) -> Vec<String> {
+        nic_args(
+            format!(
+                "tap,id=net0,ifname={},script=no,downscript=no",
+                qemu_option_value(&self.ifname)
+            ),
+            self.pcap.as_deref(),
+        )
+    }
+}
+
+/// The prefix of the network namespaces [`TapNamespace::create`] makes; the process id follows.
+const NAMESPACE_PREFIX: &str = "libos-tap-";
+
+/// A network namespace of its own with one tap device in it, up, at `host_address/prefix`
+/// (the guest's gateway), for a QEMU started inside it ([`TapNamespace::exec`]) and for the
+/// clients that talk to the guest ([`TapNamespace::exec`] again). Names carry the process id
+/// and a counter, so parallel runs and several boots of one run never meet. Dropping it deletes
+/// the tap and the namespace (stop the QEMU inside first: the namespace lives on while a
+/// process is in it); namespaces left by a process that died without dropping theirs (a
+/// signal) are deleted by the next [`TapNamespace::create`].
+///
+/// Needs CAP_NET_ADMIN (root) and iproute2's `ip`.
+#[derive(Debug)]
+pub struct TapNamespace {
+    pub namespace: String,
+    pub tap: String,
+}
+
+impl TapNamespace {
+    /// The names of the `index`th namespace of process `pid`: `libos-tap-PID-INDEX` and
+    /// `tapPID-INDEX` (15 bytes at most for any pid Linux gives and an index below 1000).
+    pub fn names(pid: u32, index: usize) -> (String, String) {
+        (
+            format!("{NAMESPACE_PREFIX}{pid}-{index}"),
+            format!("tap{pid}-{}", index % 1000),
+        )
+    }
+
+    /// The `ip` command lines (arguments after `ip`) that make the namespace: the namespace,
+    /// its loopback up, the tap in it, the tap's address, the tap up.
+    pub fn setup_lines(
+        namespace: &str,
+        tap: &str,
+        host_address: Ipv4Addr,
+        prefix: u8,
+    ) -> Vec<Vec<String>> {
+        let inside = |rest: &[&str]| -> Vec<String> {
+            ["netns", "exec", namespace, "ip"]
+                .iter()
+                .chain(rest)
+                .map(|word| (*word).to_owned())
+                .collect()
+        };
+        vec![
+            vec!["netns".into(), "add".into(), namespace.to_owned()],
+            inside(&["link", "set", "lo", "up"]),
+            inside(&["tuntap", "add", "dev", tap, "mode", "tap"]),
+            inside(&[
+                "addr",
+                "add",
+                &format!("{host_address}/{prefix}"),
+                "dev",
+                tap,
+            ]),
+            inside(&["link", "set", tap, "up"]),
+        ]
+    }
+
+    /// Makes the namespace and its tap; on failure, removes what it made and says which line
+    /// failed and why (no CAP_NET_ADMIN, no `ip`, no /dev/net/tun).
+    pub fn create(host_address: Ipv4Addr, prefix: u8) -> anyhow::Result<TapNamespace> {
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        remove_dead_namespaces();
+        let index = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (namespace, tap) = TapNamespace::names(std::process::id(), index);
+        let made = TapNamespace { namespace, tap };
+        for (step, line) in
+            TapNamespace::setup_lines(&made.namespace, &made.tap, host_address, prefix)
+                .into_iter()
+                .enumerate()
+        {
+            let output = Command::new("ip")
+                .args(&line)
+                .stdin(Stdio::null())
+                .output()
+                .context("running ip (iproute2)")?;
+            if !output.status.success() {
+                if step == 0 {
+                    // Nothing was made: dropping would try to delete what is not there.
+                    std::mem::forget(made);
+                }
+                bail!(
+                    "`ip {}` failed ({}): {}",
+                    line.join(" "),
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+        }
+        Ok(made)
+    }
+
+    /// `command` run inside the namespace: `ip netns exec NAMESPACE PROGRAM ARGS…`, with the
+    /// same environment changes and working directory.
+    pub fn exec(&self, command: &Command) -> Command {
+        let mut inside = Command::new("ip");
+        inside
+            .args(["netns", "exec", &self.namespace])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => inside.env(key, value),
+                None => inside.env_remove(key),
+            };
+        }
+        if let Some(folder) = command.get_current_dir() {
+            inside.current_dir(folder);
+        }
+        inside
+    }
+
+    /// QEMU's network for the tap.
+    pub fn network(&self) -> TapNetwork {
+        TapNetwork {
+            ifname: self.tap.clone(),
+            pcap: None,
+        }
+    }
+}
+
+fn delete_namespace(namespace: &str, tap: Option<&str>) {
+    let quiet = |args: &[&str]| {
+        let _ = Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    if let Some(tap) = tap {
+        quiet(&["netns", "exec", namespace, "ip", "link", "del", tap]);
+    }
+    quiet(&["netns", "del", namespace]);
+}
+
+impl Drop for TapNamespace {
+    fn drop(&mut self) {
+        delete_namespace(&self.namespace, Some(&self.tap));
+    }
+}
+
+/// The process id in a name [`TapNamespace::names`] made.
+fn namespace_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(NAMESPACE_PREFIX)?
+        .split_once('-')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// Deletes the namespaces of processes that no longer run (their taps go with them).
+fn remove_dead_namespaces() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // "NAME" or "NAME (id: N)"
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if let Some(pid) = namespace_pid(name)
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            delete_namespace(name, None);
+        }
     }
 }
 
@@ -377,7 +582,17 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
     if let Some(network) = &options.network {
         command.args(network.args());
     }
+    if let Some(tap) = &options.tap {
+        command.args(tap.args());
+    }
     command
+}
+
+fn check_networks(options: &RunOptions) -> anyhow::Result<()> {
+    if options.network.is_some() && options.tap.is_some() {
+        bail!("QEMU gets one NIC: a user network or a tap device, not both");
+    }
+    Ok(())
 }
 
 /// Adds the profile's firmware: OVMF for UEFI profiles (SeaBIOS is QEMU's default).
@@ -400,6 +615,7 @@ fn firmware(command: &mut Command, profile: &Profile) -> anyhow::Result<()> {
 
 /// The QEMU command line that boots the disk `image` on `profile`.
 pub fn command(profile: &Profile, image: &Path, options: &RunOptions) -> anyhow::Result<Command> {
+    check_networks(options)?;
     let mut command = machine(profile, options);
     command
         .arg("-drive")
@@ -417,6 +633,7 @@ pub fn linux_command(
     append: &str,
     options: &RunOptions,
 ) -> anyhow::Result<Command> {
+    check_networks(options)?;
     let mut command = machine(profile, options);
     command
         .arg("-kernel")
@@ -776,6 +993,122 @@ mod tests {
         let device = line.iter().position(|arg| arg == "-device").unwrap();
         assert!(line[device + 1].starts_with("virtio-net-pci"));
         assert_eq!(line[line.len() - 2], "-drive");
+    }
+
+    #[test]
+    fn a_tap_network_gets_the_same_nic_on_a_tap_netdev() {
+        let tap = TapNetwork {
+            ifname: "tap4194304-999".into(),
+            pcap: Some(PathBuf::from("/tmp/t.pcap")),
+        };
+        assert_eq!(
+            tap.args(),
+            [
+                "-netdev",
+                "tap,id=net0,ifname=tap4194304-999,script=no,downscript=no",
+                "-object",
+                "filter-dump,id=dump0,netdev=net0,file=/tmp/t.pcap",
+                "-device",
+                "virtio-net-pci,netdev=net0,disable-legacy=on,mac=52:54:00:12:34:56",
+            ]
+        );
+        // The NIC is the user network's, option for option.
+        let user = UserNetwork::default().args();
+        assert_eq!(tap.args().last(), user.last());
+        let options = RunOptions {
+            tap: Some(TapNetwork {
+                pcap: None,
+                ..tap.clone()
+            }),
+            ..RunOptions::default()
+        };
+        let image = Path::new("/tmp/bios.img");
+        let line = args(&command(&profile(), image, &options).unwrap());
+        let netdev = line.iter().position(|arg| arg == "-netdev").unwrap();
+        assert_eq!(
+            line[netdev..netdev + 4],
+            [
+                "-netdev",
+                "tap,id=net0,ifname=tap4194304-999,script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,netdev=net0,disable-legacy=on,mac=52:54:00:12:34:56",
+            ]
+        );
+        assert!(!line.iter().any(|arg| arg.contains("hostfwd")));
+        // Everything but the network is as without one.
+        let mut without = line.clone();
+        without.drain(netdev..netdev + 4);
+        assert_eq!(
+            without,
+            args(&command(&profile(), image, &RunOptions::default()).unwrap())
+        );
+        let both = RunOptions {
+            network: Some(UserNetwork::default()),
+            ..options.clone()
+        };
+        let error = command(&profile(), image, &both).unwrap_err().to_string();
+        assert!(error.contains("not both"), "{error}");
+        let kernel = Path::new("/tmp/vmlinuz");
+        assert!(linux_command(&profile(), kernel, kernel, "quiet", &both).is_err());
+        let linux = args(&linux_command(&profile(), kernel, kernel, "quiet", &options).unwrap());
+        assert!(
+            linux.contains(&"tap,id=net0,ifname=tap4194304-999,script=no,downscript=no".into())
+        );
+    }
+
+    #[test]
+    fn a_tap_namespace_has_unique_names_and_its_ip_lines() {
+        let (namespace, tap) = TapNamespace::names(4_194_304, 2);
+        assert_eq!(
+            (namespace.as_str(), tap.as_str()),
+            ("libos-tap-4194304-2", "tap4194304-2")
+        );
+        assert!(TapNamespace::names(4_194_304, 999).1.len() <= 15);
+        assert_ne!(TapNamespace::names(7, 0), TapNamespace::names(8, 0));
+        assert_ne!(TapNamespace::names(7, 0), TapNamespace::names(7, 1));
+        assert_eq!(namespace_pid(&namespace), Some(4_194_304));
+        assert_eq!(namespace_pid("libos-tap-x-1"), None);
+        assert_eq!(namespace_pid("other-12-1"), None);
+        let lines: Vec<String> =
+            TapNamespace::setup_lines("libos-tap-7-0", "tap7-0", Ipv4Addr::new(10, 0, 2, 2), 24)
+                .iter()
+                .map(|line| line.join(" "))
+                .collect();
+        assert_eq!(
+            lines,
+            [
+                "netns add libos-tap-7-0",
+                "netns exec libos-tap-7-0 ip link set lo up",
+                "netns exec libos-tap-7-0 ip tuntap add dev tap7-0 mode tap",
+                "netns exec libos-tap-7-0 ip addr add 10.0.2.2/24 dev tap7-0",
+                "netns exec libos-tap-7-0 ip link set tap7-0 up",
+            ]
+        );
+        // Not created (that needs root): only its names, to wrap a command line.
+        let made = std::mem::ManuallyDrop::new(TapNamespace {
+            namespace: "libos-tap-7-0".into(),
+            tap: "tap7-0".into(),
+        });
+        let mut client = Command::new("wrk");
+        client.args(["-c30", "http://10.0.2.15/"]).env("LANG", "C");
+        let inside = made.exec(&client);
+        assert_eq!(inside.get_program(), "ip");
+        assert_eq!(
+            args(&inside),
+            [
+                "netns",
+                "exec",
+                "libos-tap-7-0",
+                "wrk",
+                "-c30",
+                "http://10.0.2.15/"
+            ]
+        );
+        assert_eq!(inside.get_envs().count(), 1);
+        assert_eq!(
+            made.network().args()[1],
+            "tap,id=net0,ifname=tap7-0,script=no,downscript=no"
+        );
     }
 
     #[test]

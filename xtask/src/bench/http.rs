@@ -1,8 +1,16 @@
 //! `cargo xtask bench http`: our http app (bundle `bench-http`) against nginx in the Linux guest,
 //! side by side in one run, both on the same QEMU flags (the q35 BIOS profile, one modern-only
-//! virtio-net NIC on QEMU's user network with a `hostfwd` to 10.0.2.15:80, a monitor socket),
-//! both serving the same 612-byte page (the http app's `static/index.html`, which the peer's
-//! initramfs carries as nginx's `/index.html`).
+//! virtio-net NIC, a monitor socket), both serving the same 612-byte page (the http app's
+//! `static/index.html`, which the peer's initramfs carries as nginx's `/index.html`).
+//!
+//! The network: a tap device in a network namespace the benchmark makes for each boot
+//! ([`qemu::TapNamespace`]), its host side 10.0.2.2/24 (the guests' gateway), QEMU started inside
+//! the namespace, and wrk, ab and curl run there against 10.0.2.15:80 directly. QEMU's user
+//! network (slirp) is not used when the tap can be had: its `hostfwd` accepts through a listen
+//! queue of one, so a burst of connects (wrk's 30, ab's constant new ones) leaves some waiting
+//! for the host's SYN retransmits (up to seconds), which measures slirp rather than either
+//! server. Without root or CAP_NET_ADMIN (or with `LIBOS_BENCH_HTTP_NET=user`), it falls back to
+//! the user network with a `hostfwd` from 127.0.0.1, and every row says so.
 //!
 //! Per side, one boot for the wall-clock loads and one under `-icount shift=0` for the guest's
 //! busy instructions:
@@ -13,12 +21,16 @@
 //!   ours, kernel-lite's tables printed on an NMI (TSC less the ticks spent halted, and the http
 //!   app's kcall and trap counters); Linux, the `cpu` line of `/proc/stat` its init prints every
 //!   second (user + nice + system + irq + softirq jiffies).
+//!
+//! A load tool that fails (ab giving up on a timeout, wrk or curl erring) is run once more on the
+//! same boot; what failed is said in the rows' notes, and a figure that two tries could not give
+//! leaves its row out (the notes say which) rather than ending the whole run.
 
 use super::report::{Bound, LATENCY_MS, Row, Stat};
 use super::{Suite, peer, suite_bundle};
 use crate::bundle::Protocol;
 use crate::image::Firmware;
-use crate::qemu::{self, PortForward, Profile, RunOptions, RunningQemu, UserNetwork};
+use crate::qemu::{self, PortForward, Profile, RunOptions, RunningQemu, TapNamespace, UserNetwork};
 use anyhow::{Context, bail};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -65,6 +77,10 @@ const WRK_THREADS: u32 = 2;
 const CONNECTIONS: u32 = 30;
 const LARGE_BYTES: u64 = 16 << 20;
 
+/// The environment variable that picks the network: `user` forces QEMU's user network, `tap`
+/// (or unset) uses a tap when it can be had.
+const NETWORK_VARIABLE: &str = "LIBOS_BENCH_HTTP_NET";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Ours,
@@ -80,17 +96,93 @@ impl Side {
     }
 }
 
-/// One side booted and serving on `port` (127.0.0.1).
+/// The network both sides get in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Network {
+    /// A tap in a network namespace per boot, the clients inside it.
+    Tap,
+    /// QEMU's user network with a `hostfwd`, because the tap could not be had (why).
+    User { why: String },
+}
+
+impl Network {
+    /// The tap when a namespace with one can be made here (tried once), else the user network.
+    fn choose() -> Network {
+        match std::env::var(NETWORK_VARIABLE).as_deref() {
+            Ok("user") => {
+                return Network::User {
+                    why: format!("{NETWORK_VARIABLE}=user"),
+                };
+            }
+            Ok("tap") | Err(_) => {}
+            Ok(other) => eprintln!("xtask: {NETWORK_VARIABLE}={other} is neither user nor tap"),
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+        if !root {
+            return Network::User {
+                why: "not root (a tap in a network namespace needs CAP_NET_ADMIN)".into(),
+            };
+        }
+        match TapNamespace::create(Ipv4Addr::from(peer::GATEWAY), 24) {
+            Ok(_made_and_dropped) => Network::Tap,
+            Err(error) => Network::User {
+                why: format!("{error:#}"),
+            },
+        }
+    }
+
+    /// How the rows describe it.
+    fn described(&self) -> String {
+        match self {
+            Network::Tap => "on a tap device in a network namespace the benchmark made for each \
+                             boot (-netdev tap,script=no,downscript=no; its host side 10.0.2.2/24 \
+                             is the guest's gateway), with wrk, ab and curl in that namespace \
+                             against 10.0.2.15:80 directly (no NAT, no forward)"
+                .to_owned(),
+            Network::User { why } => format!(
+                "on QEMU's user network with a hostfwd from 127.0.0.1 to 10.0.2.15:80 (user \
+                 networking: tails include QEMU's listen-queue stalls, its forward accepting \
+                 through a listen queue of one; the tap was not used: {why})"
+            ),
+        }
+    }
+
+    /// The URL the clients use, as the rows write it.
+    fn client_url(&self) -> &'static str {
+        match self {
+            Network::Tap => "http://10.0.2.15/",
+            Network::User { .. } => "http://127.0.0.1:PORT/",
+        }
+    }
+}
+
+/// One side booted and serving at `base` (`http://10.0.2.15` in the tap's namespace, or
+/// `http://127.0.0.1:PORT` on the host through QEMU's forward).
 struct Serving {
     side: Side,
+    /// Before `namespace`: QEMU ends before its namespace goes.
     qemu: RunningQemu,
-    port: u16,
+    /// The tap's namespace the clients run in, on the tap network.
+    namespace: Option<TapNamespace>,
+    base: String,
     monitor: PathBuf,
 }
 
 impl Serving {
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.base)
+    }
+
+    /// `program`, to run where the guest is reached: in the tap's namespace, or on the host.
+    fn client(&self, program: &str) -> Command {
+        let command = Command::new(program);
+        match &self.namespace {
+            Some(namespace) => namespace.exec(&command),
+            None => command,
+        }
     }
 
     fn large_path(&self) -> String {
@@ -129,47 +221,22 @@ fn monitor_socket(side: Side, icount: bool) -> PathBuf {
     ))
 }
 
-/// The QEMU options both sides share: the network (one forward to 10.0.2.15:80 on `port`),
-/// icount or not, a monitor.
-fn options(network: UserNetwork, icount: bool, monitor: &std::path::Path) -> RunOptions {
-    RunOptions {
-        icount,
-        monitor_socket: Some(monitor.to_owned()),
-        network: Some(network),
-        ..RunOptions::default()
-    }
-}
-
-fn start(side: Side, suite: &mut Suite, icount: bool) -> anyhow::Result<Serving> {
-    let profile = Profile::for_firmware(Firmware::Bios)?;
-    let port = free_port()?;
-    let monitor = monitor_socket(side, icount);
-    let _ = std::fs::remove_file(&monitor);
-    let (command, ready) = match side {
-        Side::Ours => {
-            let manifest = suite_bundle("bench-http")?;
-            let (_, disk) = crate::boot_image(&manifest, Firmware::Bios)?;
-            let mut network = UserNetwork::for_bundle(&manifest)
-                .context("the bench-http bundle has no networked app")?;
-            for forward in &mut network.forwards {
-                forward.host_port = port;
-            }
-            if network.host_port("http", Protocol::Tcp, 80) != Some(port)
-                || network.forwards.len() != 1
-            {
-                bail!("the bench-http bundle must forward one TCP port to the http app's port 80");
-            }
-            let options = options(network, icount, &monitor);
-            (
-                qemu::command(&profile, &disk, &options)?,
-                OUR_LISTENING_LINE,
-            )
+/// The network, its namespace (on the tap) and the clients' base URL for one boot.
+fn boot_network(
+    network: &Network,
+) -> anyhow::Result<(Option<TapNamespace>, Option<UserNetwork>, String)> {
+    match network {
+        Network::Tap => {
+            let namespace = TapNamespace::create(Ipv4Addr::from(peer::GATEWAY), 24)
+                .context("making the tap's network namespace")?;
+            let base = format!("http://{}", Ipv4Addr::from(peer::GUEST_ADDRESS));
+            Ok((Some(namespace), None, base))
         }
-        Side::Linux => {
-            let peer = suite.peer()?;
-            let network = UserNetwork {
+        Network::User { .. } => {
+            let port = free_port()?;
+            let user = UserNetwork {
                 forwards: vec![PortForward {
-                    app: "nginx".into(),
+                    app: "http".into(),
                     protocol: Protocol::Tcp,
                     host_port: port,
                     guest_address: Ipv4Addr::from(peer::GUEST_ADDRESS),
@@ -177,7 +244,52 @@ fn start(side: Side, suite: &mut Suite, icount: bool) -> anyhow::Result<Serving>
                 }],
                 pcap: None,
             };
-            let options = options(network, icount, &monitor);
+            Ok((None, Some(user), format!("http://127.0.0.1:{port}")))
+        }
+    }
+}
+
+fn start(
+    side: Side,
+    suite: &mut Suite,
+    icount: bool,
+    network: &Network,
+) -> anyhow::Result<Serving> {
+    let profile = Profile::for_firmware(Firmware::Bios)?;
+    let monitor = monitor_socket(side, icount);
+    let _ = std::fs::remove_file(&monitor);
+    let (namespace, user, base) = boot_network(network)?;
+    // Identical QEMU options for both sides: the network, icount or not, a monitor.
+    let options = RunOptions {
+        icount,
+        monitor_socket: Some(monitor.clone()),
+        network: user,
+        tap: namespace.as_ref().map(TapNamespace::network),
+        ..RunOptions::default()
+    };
+    let (command, ready) = match side {
+        Side::Ours => {
+            let manifest = suite_bundle("bench-http")?;
+            let bundle = UserNetwork::for_bundle(&manifest)
+                .context("the bench-http bundle has no networked app")?;
+            if bundle.forwards.len() != 1
+                || bundle.forwards[0].guest_address != Ipv4Addr::from(peer::GUEST_ADDRESS)
+                || bundle.forwards[0].guest_port != 80
+                || bundle.host_port("http", Protocol::Tcp, 80).is_none()
+            {
+                bail!(
+                    "the bench-http bundle must forward one TCP port to the http app's port 80 \
+                     at 10.0.2.15"
+                );
+            }
+            let (_, disk) = crate::boot_image(&manifest, Firmware::Bios)?;
+            (
+                qemu::command(&profile, &disk, &options)?,
+                OUR_LISTENING_LINE,
+            )
+        }
+        Side::Linux => {
+            let peer = suite.peer()?;
             let append = "console=ttyS0 quiet panic=-1 libos.bench=nginx-net";
             let command = qemu::linux_command(
                 &profile,
@@ -188,6 +300,10 @@ fn start(side: Side, suite: &mut Suite, icount: bool) -> anyhow::Result<Serving>
             )?;
             (command, peer::NGINX_LISTENING_LINE)
         }
+    };
+    let command = match &namespace {
+        Some(namespace) => namespace.exec(&command),
+        None => command,
     };
     suite.step(format!(
         "http: booting {}{}",
@@ -207,7 +323,8 @@ fn start(side: Side, suite: &mut Suite, icount: bool) -> anyhow::Result<Serving>
     let serving = Serving {
         side,
         qemu,
-        port,
+        namespace,
+        base,
         monitor,
     };
     check_page(&serving)?;
@@ -216,7 +333,8 @@ fn start(side: Side, suite: &mut Suite, icount: bool) -> anyhow::Result<Serving>
 
 /// GETs `/` once and checks that the body is the 612-byte page both sides serve.
 fn check_page(serving: &Serving) -> anyhow::Result<()> {
-    let output = Command::new("curl")
+    let output = serving
+        .client("curl")
         .args(["--silent", "--show-error", "--max-time", "120"])
         .arg(serving.url("/"))
         .output()
@@ -235,7 +353,6 @@ fn check_page(serving: &Serving) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
 /// Makes sure `program` (from Debian package `package`) is there: installs it with apt-get
 /// when running as root, else fails naming the line to run.
 fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
@@ -270,13 +387,45 @@ fn run_tool(command: &mut Command, what: &str) -> anyhow::Result<String> {
         .with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
+        // ab's last words on a timeout ("apr_pollset_poll: The timeout specified has expired
+        // (70007)", "Total of N requests completed") are on stderr.
         bail!(
-            "{what} failed ({}): {}\n{text}",
+            "{what} failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            last_lines(&String::from_utf8_lossy(&output.stderr), 3)
         );
     }
     Ok(text)
+}
+
+/// The last `count` non-empty lines of `text`, joined with " / ".
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(count)..].join(" / ")
+}
+
+/// Runs `measure` once, and once more if it fails: its result if either try gave one, and a
+/// note on every failure (empty when the first try did).
+fn twice<T>(
+    what: &str,
+    mut measure: impl FnMut() -> anyhow::Result<T>,
+) -> (Option<T>, Vec<String>) {
+    let mut notes = Vec::new();
+    for attempt in ["first", "second"] {
+        match measure() {
+            Ok(value) => return (Some(value), notes),
+            Err(error) => {
+                let note = format!("{what}: the {attempt} try failed: {error:#}");
+                eprintln!("xtask: {note}");
+                notes.push(note);
+            }
+        }
+    }
+    (None, notes)
 }
 
 /// What one load generator reported.
@@ -395,7 +544,8 @@ fn parse_ab(text: &str) -> Option<LoadResult> {
 
 fn wrk(serving: &Serving, seconds: u32) -> anyhow::Result<LoadResult> {
     let text = run_tool(
-        Command::new("wrk")
+        serving
+            .client("wrk")
             .arg(format!("-t{WRK_THREADS}"))
             .arg(format!("-c{CONNECTIONS}"))
             .arg(format!("-d{seconds}s"))
@@ -413,7 +563,8 @@ fn ab(serving: &Serving, requests: u32) -> anyhow::Result<LoadResult> {
     // ab's own table has whole milliseconds; its CSV (-e) has the percentiles to a microsecond.
     let csv = std::env::temp_dir().join(format!("libos-bench-http-ab-{}.csv", std::process::id()));
     let text = run_tool(
-        Command::new("ab")
+        serving
+            .client("ab")
             .args(["-q", "-r", "-s"])
             .arg(AB_TIMEOUT_S.to_string())
             .arg("-e")
@@ -451,7 +602,8 @@ fn ab_csv_percentile(csv: &str, percent: u32) -> Option<f64> {
 /// One 16 MiB GET with curl: MB/s (10^6 bytes a second) over curl's whole transfer.
 fn large_get(serving: &Serving) -> anyhow::Result<f64> {
     let text = run_tool(
-        Command::new("curl")
+        serving
+            .client("curl")
             .args(["--silent", "--show-error", "--max-time", "300"])
             .args(["--output", "/dev/null"])
             .args(["--write-out", "%{http_code} %{size_download} %{time_total}"])
@@ -475,39 +627,57 @@ fn large_get(serving: &Serving) -> anyhow::Result<f64> {
     Ok(size / seconds / 1e6)
 }
 
-/// Everything the wall-clock boot of one side measured.
+/// Everything the wall-clock boot of one side measured; a load that failed twice is `None`
+/// (or missing from `large_mb_s`), and `notes` says what failed.
 struct WallResults {
-    wrk: LoadResult,
-    ab: LoadResult,
+    wrk: Option<LoadResult>,
+    ab: Option<LoadResult>,
     large_mb_s: Vec<f64>,
     /// Ours: the http app's row of kernel-lite's network table after the loads (an NMI).
     network_row: Option<String>,
+    notes: Vec<String>,
 }
 
-fn wall_run(side: Side, suite: &mut Suite, loads: Loads) -> anyhow::Result<WallResults> {
-    let serving = start(side, suite, false)?;
+fn wall_run(
+    side: Side,
+    suite: &mut Suite,
+    loads: Loads,
+    network: &Network,
+) -> anyhow::Result<WallResults> {
+    let serving = start(side, suite, false, network)?;
+    let mut notes = Vec::new();
     suite.step(format!(
         "http: {}: wrk keep-alive {} s",
         side.label(),
         loads.wrk_seconds
     ));
-    let wrk = wrk(&serving, loads.wrk_seconds)?;
+    let (wrk, failed) = twice("wrk", || wrk(&serving, loads.wrk_seconds));
+    notes.extend(failed);
     suite.step(format!(
         "http: {}: ab, {} connections",
         side.label(),
         loads.ab_requests
     ));
-    let ab = ab(&serving, loads.ab_requests)?;
+    let (ab, failed) = twice("ab", || ab(&serving, loads.ab_requests));
+    notes.extend(failed);
     suite.step(format!("http: {}: 16 MiB GETs", side.label()));
-    let large_mb_s = (0..loads.large_gets)
-        .map(|_| large_get(&serving))
-        .collect::<anyhow::Result<Vec<f64>>>()?;
-    check_page(&serving)?;
+    let mut large_mb_s = Vec::new();
+    for _ in 0..loads.large_gets {
+        let (mb_s, failed) = twice("curl (16 MiB GET)", || large_get(&serving));
+        large_mb_s.extend(mb_s);
+        notes.extend(failed);
+    }
+    if let Err(error) = check_page(&serving) {
+        notes.push(format!("after the loads, / was not served: {error:#}"));
+    }
     let network_row = match side {
-        Side::Ours => {
-            nmi_tables(&serving)?;
-            network_row(&serving.serial(), "http")
-        }
+        Side::Ours => match nmi_tables(&serving) {
+            Ok(_) => network_row(&serving.serial(), "http"),
+            Err(error) => {
+                notes.push(format!("no network table after the loads: {error:#}"));
+                None
+            }
+        },
         Side::Linux => None,
     };
     Ok(WallResults {
@@ -515,6 +685,7 @@ fn wall_run(side: Side, suite: &mut Suite, loads: Loads) -> anyhow::Result<WallR
         ab,
         large_mb_s,
         network_row,
+        notes,
     })
 }
 
@@ -654,14 +825,21 @@ struct Counted {
 /// USER_HZ: the unit of `/proc/stat`'s jiffies is 1/100 s.
 const USER_HZ: f64 = 100.0;
 
-fn icount_run(side: Side, suite: &mut Suite, loads: Loads) -> anyhow::Result<Counted> {
-    let serving = start(side, suite, true)?;
+/// The icount boot of one side: what it counted (`None` when the load or a reading failed
+/// twice) and notes on what failed.
+fn icount_run(
+    side: Side,
+    suite: &mut Suite,
+    loads: Loads,
+    network: &Network,
+) -> anyhow::Result<(Option<Counted>, Vec<String>)> {
+    let serving = start(side, suite, true, network)?;
     suite.step(format!(
         "http: {}: wrk keep-alive {} s under icount",
         side.label(),
         loads.icount_seconds
     ));
-    match side {
+    Ok(twice("wrk under icount", || match side {
         Side::Ours => {
             let before = nmi_tables(&serving)?;
             let load = wrk(&serving, loads.icount_seconds)?;
@@ -691,10 +869,13 @@ fn icount_run(side: Side, suite: &mut Suite, loads: Loads) -> anyhow::Result<Cou
                 traps: None,
             })
         }
-    }
+    }))
 }
 
-fn errors_note(side: Side, load: &LoadResult) -> String {
+fn errors_note(side: Side, load: &Option<LoadResult>) -> String {
+    let Some(load) = load else {
+        return format!(" {}: no figures (the tool failed twice).", side.label());
+    };
     let mut note = format!(" {}: {}", side.label(), load.spread);
     if !load.errors.is_empty() {
         note.push_str(&format!("; errors: {}", load.errors));
@@ -703,33 +884,76 @@ fn errors_note(side: Side, load: &LoadResult) -> String {
     note
 }
 
+/// Both sides' figure, or `None` (and a note naming `row`) when either is missing.
+fn both(
+    row: &str,
+    ours: Option<f64>,
+    linux: Option<f64>,
+    left_out: &mut Vec<String>,
+) -> Option<(Stat, Stat)> {
+    match (ours, linux) {
+        (Some(ours), Some(linux)) => Some((Stat::single(ours), Stat::single(linux))),
+        _ => {
+            left_out.push(row.to_owned());
+            None
+        }
+    }
+}
+
 /// The http benchmark's rows.
 pub(super) fn http(suite: &mut Suite) -> anyhow::Result<()> {
     ensure_tool("wrk", "wrk")?;
     ensure_tool("ab", "apache2-utils")?;
     ensure_tool("curl", "curl")?;
     let loads = if suite.settings.smoke { SMOKE } else { FULL };
-    let ours = wall_run(Side::Ours, suite, loads)?;
-    let linux = wall_run(Side::Linux, suite, loads)?;
-    let ours_counted = icount_run(Side::Ours, suite, loads)?;
-    let linux_counted = icount_run(Side::Linux, suite, loads)?;
+    let network = Network::choose();
+    if let Network::User { why } = &network {
+        eprintln!(
+            "xtask: http: on QEMU's user network (its listen-queue stalls show in the tails): \
+             the tap was not used: {why}"
+        );
+    }
+    let ours = wall_run(Side::Ours, suite, loads, &network)?;
+    let linux = wall_run(Side::Linux, suite, loads, &network)?;
+    let (ours_counted, ours_count_notes) = icount_run(Side::Ours, suite, loads, &network)?;
+    let (linux_counted, linux_count_notes) = icount_run(Side::Linux, suite, loads, &network)?;
 
-    let same = "Both sides in one run on identical QEMU flags (q35 BIOS profile, TCG, one \
-                virtio-net-pci NIC with disable-legacy=on on QEMU's user network, hostfwd from \
-                127.0.0.1 to 10.0.2.15:80, a monitor socket), serving the same 612-byte page (the \
-                http app's static/index.html; nginx 1 worker, access log off, sendfile off, from \
-                the Linux guest's initramfs) to clients on the host";
+    // What failed, by side, for every row's notes.
+    let mut failures: Vec<String> = Vec::new();
+    for (side, notes) in [
+        (Side::Ours, &ours.notes),
+        (Side::Linux, &linux.notes),
+        (Side::Ours, &ours_count_notes),
+        (Side::Linux, &linux_count_notes),
+    ] {
+        failures.extend(notes.iter().map(|note| format!("{}: {note}", side.label())));
+    }
+    let mut left_out: Vec<String> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+
+    let same = format!(
+        "Both sides in one run on identical QEMU flags (q35 BIOS profile, TCG, one virtio-net-pci \
+         NIC with disable-legacy=on {}, a monitor socket), serving the same 612-byte page (the \
+         http app's static/index.html; nginx 1 worker, access log off, sendfile off, from the \
+         Linux guest's initramfs)",
+        network.described()
+    );
     let smoke_note = if suite.settings.smoke {
         " SMOKE RUN: a short load, figures are rough."
     } else {
         ""
     };
+    let url = network.client_url();
+    let requests = |load: &Option<LoadResult>| {
+        load.as_ref()
+            .map_or("none".to_owned(), |load| load.requests.to_string())
+    };
     let wrk_what = format!(
-        "wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{}s --latency http://127.0.0.1:PORT/ (HTTP/1.1 \
-         keep-alive; ours {} requests, Linux {}). {same}.{}{}{smoke_note}",
+        "wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{}s --latency {url} (HTTP/1.1 keep-alive; ours {} \
+         requests, Linux {}). {same}.{}{}{smoke_note}",
         loads.wrk_seconds,
-        ours.wrk.requests,
-        linux.wrk.requests,
+        requests(&ours.wrk),
+        requests(&linux.wrk),
         errors_note(Side::Ours, &ours.wrk),
         errors_note(Side::Linux, &linux.wrk),
     );
@@ -741,140 +965,203 @@ pub(super) fn http(suite: &mut Suite) -> anyhow::Result<()> {
         None => wrk_what,
     };
     let wrk_label = format!("wrk -c{CONNECTIONS} keep-alive");
-    suite.rows.push(
-        Row::compared(
-            "http",
-            &format!("{wrk_label}: requests/s, http app vs nginx"),
-            &format!("requests per second as wrk reports it: {wrk_what}"),
+    let wrk_figure =
+        |load: &Option<LoadResult>, figure: fn(&LoadResult) -> f64| load.as_ref().map(figure);
+    type Figure = fn(&LoadResult) -> f64;
+    let figures = [
+        (
+            "requests/s",
+            "requests per second as wrk reports it",
             "req/s",
-            Stat::single(ours.wrk.per_second),
-            Stat::single(linux.wrk.per_second),
-        )
-        .with_target_of_peer(Bound::AtLeast, 2.0),
-    );
-    suite.rows.push(Row::compared(
-        "http",
-        &format!("{wrk_label}: p50 latency, http app vs nginx"),
-        &format!("wrk's 50th percentile latency: {wrk_what}"),
-        LATENCY_MS,
-        Stat::single(ours.wrk.p50_ms),
-        Stat::single(linux.wrk.p50_ms),
-    ));
-    suite.rows.push(
-        Row::compared(
-            "http",
-            &format!("{wrk_label}: p99 latency, http app vs nginx"),
-            &format!("wrk's 99th percentile latency: {wrk_what}"),
+            (|load| load.per_second) as Figure,
+            Some((Bound::AtLeast, 2.0)),
+        ),
+        (
+            "p50 latency",
+            "wrk's 50th percentile latency",
             LATENCY_MS,
-            Stat::single(ours.wrk.p99_ms),
-            Stat::single(linux.wrk.p99_ms),
-        )
-        .with_target_of_peer(Bound::Below, 1.0),
-    );
+            |load| load.p50_ms,
+            None,
+        ),
+        (
+            "p99 latency",
+            "wrk's 99th percentile latency",
+            LATENCY_MS,
+            |load| load.p99_ms,
+            Some((Bound::Below, 1.0)),
+        ),
+    ];
+    for (what, meaning, unit, figure, target) in figures {
+        let name = format!("{wrk_label}: {what}, http app vs nginx");
+        if let Some((ours_stat, linux_stat)) = both(
+            &name,
+            wrk_figure(&ours.wrk, figure),
+            wrk_figure(&linux.wrk, figure),
+            &mut left_out,
+        ) {
+            let row = Row::compared(
+                "http",
+                &name,
+                &format!("{meaning}: {wrk_what}"),
+                unit,
+                ours_stat,
+                linux_stat,
+            );
+            rows.push(match target {
+                Some((bound, factor)) => row.with_target_of_peer(bound, factor),
+                None => row,
+            });
+        }
+    }
     let ab_what = format!(
-        "ab -n {} -c {CONNECTIONS} -r -s {AB_TIMEOUT_S} -e FILE http://127.0.0.1:PORT/ \
-         (apache2-utils; HTTP/1.0 without keep-alive: a TCP connection per request; percentiles \
-         from ab's CSV; a request unanswered after {AB_TIMEOUT_S} s counts as failed, and ab's \
-         req/s is all requests over its whole time, so such a request holds it down). \
-         {same}.{}{}{smoke_note}",
+        "ab -n {} -c {CONNECTIONS} -r -s {AB_TIMEOUT_S} -e FILE {url} (apache2-utils; HTTP/1.0 \
+         without keep-alive: a TCP connection per request; percentiles from ab's CSV; a request \
+         unanswered after {AB_TIMEOUT_S} s counts as failed, and ab's req/s is all requests over \
+         its whole time, so such a request holds it down). {same}.{}{}{smoke_note}",
         loads.ab_requests,
         errors_note(Side::Ours, &ours.ab),
         errors_note(Side::Linux, &linux.ab),
     );
     let ab_label = format!("ab -c{CONNECTIONS}, a connection per request");
-    for (what, unit, ours_value, linux_value) in [
-        (
-            "requests/s",
-            "req/s",
-            ours.ab.per_second,
-            linux.ab.per_second,
-        ),
-        ("p50 latency", LATENCY_MS, ours.ab.p50_ms, linux.ab.p50_ms),
-        ("p99 latency", LATENCY_MS, ours.ab.p99_ms, linux.ab.p99_ms),
+    for (what, unit, figure) in [
+        ("requests/s", "req/s", (|load| load.per_second) as Figure),
+        ("p50 latency", LATENCY_MS, |load| load.p50_ms),
+        ("p99 latency", LATENCY_MS, |load| load.p99_ms),
     ] {
-        suite.rows.push(Row::compared(
+        let name = format!("{ab_label}: {what}, http app vs nginx");
+        if let Some((ours_stat, linux_stat)) = both(
+            &name,
+            wrk_figure(&ours.ab, figure),
+            wrk_figure(&linux.ab, figure),
+            &mut left_out,
+        ) {
+            rows.push(Row::compared(
+                "http",
+                &name,
+                &format!("{what} as ab reports it: {ab_what}"),
+                unit,
+                ours_stat,
+                linux_stat,
+            ));
+        }
+    }
+    let large_name = "16 MiB GET: MB/s, http app /bytes/16777216 vs nginx static file";
+    if ours.large_mb_s.is_empty() || linux.large_mb_s.is_empty() {
+        left_out.push(large_name.to_owned());
+    } else {
+        rows.push(Row::compared(
             "http",
-            &format!("{ab_label}: {what}, http app vs nginx"),
-            &format!("{what} as ab reports it: {ab_what}"),
-            unit,
-            Stat::single(ours_value),
-            Stat::single(linux_value),
+            large_name,
+            &format!(
+                "10^6 bytes per second over curl's whole transfer (connect to last byte, body to \
+                 /dev/null), median of the GETs that succeeded (ours {}, Linux {}, of {} each) on \
+                 one boot after the wrk and ab loads. Ours: /bytes/16777216 (a generated \
+                 pattern); Linux: a 16 MiB file of zeros that the guest's init wrote into nginx's \
+                 root (in RAM). {same}.{smoke_note}",
+                ours.large_mb_s.len(),
+                linux.large_mb_s.len(),
+                loads.large_gets
+            ),
+            "MB/s",
+            Stat::from_samples(&ours.large_mb_s),
+            Stat::from_samples(&linux.large_mb_s),
         ));
     }
-    suite.rows.push(Row::compared(
-        "http",
-        "16 MiB GET: MB/s, http app /bytes/16777216 vs nginx static file",
-        &format!(
-            "10^6 bytes per second over curl's whole transfer (connect to last byte, body to \
-             /dev/null), median of {} GETs on one boot after the wrk and ab loads. Ours: \
-             /bytes/16777216 (a generated pattern); Linux: a 16 MiB file of zeros that the \
-             guest's init wrote into nginx's root (in RAM). {same}.{smoke_note}",
-            loads.large_gets
-        ),
-        "MB/s",
-        Stat::from_samples(&ours.large_mb_s),
-        Stat::from_samples(&linux.large_mb_s),
-    ));
-    let count_what = format!(
-        "guest instructions spent busy (not halted) per request, over a second boot of each \
-         side under -icount shift=0 (one instruction is 1 ns of virtual time) while wrk \
-         -t{WRK_THREADS} -c{CONNECTIONS} -d{}s keep-alive ran (ours {} requests over {:.2} s of \
-         guest time, Linux {} over {:.2} s), divided by the requests wrk completed. Ours: the TSC \
-         less the ticks kernel-lite spent halted, between two NMIs' tables (kernel-lite: cpu tsc \
-         T idle I ticks per ms K; busy ns = (ΔT − ΔI) × 10^6 / K), so kernel-lite, libos and \
-         the app, interrupts included. Linux: user + nice + system + irq + softirq jiffies of \
-         /proc/stat between the guest's once-a-second lines before and after the load, × 10 ms \
-         (USER_HZ = 100; the kernel samples them at its 250 Hz tick), so nginx, the kernel and \
-         the guest's own once-a-second shell loop (builtins only). {same}.{smoke_note}",
-        loads.icount_seconds,
-        ours_counted.requests,
-        ours_counted.elapsed_ns / 1e9,
-        linux_counted.requests,
-        linux_counted.elapsed_ns / 1e9,
-    );
     let per_request = |counted: &Counted, value: f64| value / counted.requests.max(1) as f64;
-    suite.rows.push(
-        Row::compared(
+    let instructions_name = "guest instructions per request (icount, busy time), http app vs nginx";
+    if let (Some(ours_counted), Some(linux_counted)) = (&ours_counted, &linux_counted) {
+        let count_what = format!(
+            "guest instructions spent busy (not halted) per request, over a second boot of each \
+             side under -icount shift=0 (one instruction is 1 ns of virtual time) while wrk \
+             -t{WRK_THREADS} -c{CONNECTIONS} -d{}s keep-alive ran (ours {} requests over {:.2} s \
+             of guest time, Linux {} over {:.2} s), divided by the requests wrk completed. Ours: \
+             the TSC less the ticks kernel-lite spent halted, between two NMIs' tables \
+             (kernel-lite: cpu tsc T idle I ticks per ms K; busy ns = (ΔT − ΔI) × 10^6 / K), so \
+             kernel-lite, libos and the app, interrupts included. Linux: user + nice + system + \
+             irq + softirq jiffies of /proc/stat between the guest's once-a-second lines before \
+             and after the load, × 10 ms (USER_HZ = 100; the kernel samples them at its 250 Hz \
+             tick), so nginx, the kernel and the guest's own once-a-second shell loop (builtins \
+             only). {same}.{smoke_note}",
+            loads.icount_seconds,
+            ours_counted.requests,
+            ours_counted.elapsed_ns / 1e9,
+            linux_counted.requests,
+            linux_counted.elapsed_ns / 1e9,
+        );
+        rows.push(
+            Row::compared(
+                "http",
+                instructions_name,
+                &count_what,
+                "instructions/request",
+                Stat::single(per_request(ours_counted, ours_counted.busy_instructions)),
+                Stat::single(per_request(linux_counted, linux_counted.busy_instructions)),
+            )
+            .with_target_of_peer(Bound::AtMost, 0.5),
+        );
+    } else {
+        left_out.push(instructions_name.to_owned());
+    }
+    if let Some(ours_counted) = &ours_counted {
+        let bracket = format!(
+            "over the icount boot's wrk load ({} requests), between the two NMIs' accounting \
+             tables",
+            ours_counted.requests
+        );
+        rows.push(Row::ours(
             "http",
-            "guest instructions per request (icount, busy time), http app vs nginx",
-            &count_what,
-            "instructions/request",
-            Stat::single(per_request(&ours_counted, ours_counted.busy_instructions)),
-            Stat::single(per_request(&linux_counted, linux_counted.busy_instructions)),
-        )
-        .with_target_of_peer(Bound::AtMost, 0.5),
-    );
-    let bracket = format!(
-        "over the icount boot's wrk load ({} requests), between the two NMIs' accounting tables",
-        ours_counted.requests
-    );
-    suite.rows.push(Row::ours(
-        "http",
-        "kcalls per request (http app)",
-        &format!(
-            "the http app's kcalls of every number together (its accounting row's kcall counts), \
-             {bracket}, over wrk's completed requests. Ours only.{smoke_note}"
-        ),
-        "per request",
-        Stat::single(per_request(
-            &ours_counted,
-            ours_counted.kcalls.unwrap_or(0) as f64,
-        )),
-    ));
-    suite.rows.push(Row::ours(
-        "http",
-        "traps per request (http app)",
-        &format!(
-            "the http app's entries into ring 0 other than kcalls: page_fault + interrupt + \
-             exception of its accounting row, {bracket}, over wrk's completed requests. Ours \
-             only.{smoke_note}"
-        ),
-        "per request",
-        Stat::single(per_request(
-            &ours_counted,
-            ours_counted.traps.unwrap_or(0) as f64,
-        )),
-    ));
+            "kcalls per request (http app)",
+            &format!(
+                "the http app's kcalls of every number together (its accounting row's kcall \
+                 counts), {bracket}, over wrk's completed requests. Ours only.{smoke_note}"
+            ),
+            "per request",
+            Stat::single(per_request(
+                ours_counted,
+                ours_counted.kcalls.unwrap_or(0) as f64,
+            )),
+        ));
+        rows.push(Row::ours(
+            "http",
+            "traps per request (http app)",
+            &format!(
+                "the http app's entries into ring 0 other than kcalls: page_fault + interrupt + \
+                 exception of its accounting row, {bracket}, over wrk's completed requests. Ours \
+                 only.{smoke_note}"
+            ),
+            "per request",
+            Stat::single(per_request(
+                ours_counted,
+                ours_counted.traps.unwrap_or(0) as f64,
+            )),
+        ));
+    } else {
+        left_out.push("kcalls and traps per request (http app)".to_owned());
+    }
+
+    if rows.is_empty() {
+        bail!(
+            "the http benchmark measured nothing: {}",
+            failures.join("; ")
+        );
+    }
+    if !failures.is_empty() || !left_out.is_empty() {
+        let mut said = String::new();
+        if !failures.is_empty() {
+            said.push_str(&format!(" Load failures: {}.", failures.join("; ")));
+        }
+        if !left_out.is_empty() {
+            said.push_str(&format!(
+                " Rows left out for want of a figure: {}.",
+                left_out.join("; ")
+            ));
+            eprintln!("xtask: http: rows left out: {}", left_out.join("; "));
+        }
+        for row in &mut rows {
+            row.what.push_str(&said);
+        }
+    }
+    suite.rows.extend(rows);
     Ok(())
 }
 
@@ -941,6 +1228,54 @@ Percentage of the requests served within a certain time (ms)
                 spread: "all requests in 2.0 s, the longest 80 ms".into(),
             })
         );
+    }
+
+    #[test]
+    fn a_failing_tool_is_tried_twice_and_noted() {
+        let mut calls = 0;
+        let (value, notes) = twice("ab", || {
+            calls += 1;
+            if calls == 1 {
+                bail!("ab failed (exit status: 119): Total of 2994 requests completed")
+            }
+            Ok(7)
+        });
+        assert_eq!((value, calls), (Some(7), 2));
+        assert_eq!(
+            notes,
+            [
+                "ab: the first try failed: ab failed (exit status: 119): Total of 2994 requests \
+              completed"
+            ]
+        );
+        let (value, notes) = twice("wrk", || -> anyhow::Result<u32> { bail!("no") });
+        assert_eq!((value, notes.len()), (None, 2));
+        let (value, notes) = twice("curl", || Ok(1));
+        assert_eq!((value, notes.len()), (Some(1), 0));
+        assert_eq!(
+            last_lines("a\n\nb\n c \nd\n", 3),
+            "b / c / d",
+            "the tool's last words"
+        );
+    }
+
+    #[test]
+    fn the_user_network_says_why_and_what_it_costs() {
+        let user = Network::User {
+            why: "not root".into(),
+        };
+        assert!(
+            user.described()
+                .contains("user networking: tails include QEMU's listen-queue stalls")
+        );
+        assert!(user.described().contains("not root"));
+        assert_eq!(user.client_url(), "http://127.0.0.1:PORT/");
+        assert!(Network::Tap.described().contains("tap"));
+        assert_eq!(Network::Tap.client_url(), "http://10.0.2.15/");
+        let mut left_out = Vec::new();
+        assert!(both("a", Some(1.0), Some(2.0), &mut left_out).is_some());
+        assert!(both("b", None, Some(2.0), &mut left_out).is_none());
+        assert_eq!(left_out, ["b"]);
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!
 //! - `http`: our http app against nginx in the Linux guest, same QEMU flags and page (see
 //!   [`http`]): wrk keep-alive req/s, p50, p99; ab with a connection per request; a 16 MiB GET
-//!   in MB/s; guest instructions per request under icount; our kcalls and traps per request.
+//!   in MB/s; guest instructions per request under icount; our kcalls and traps per request. Both
+//!   guests on a tap in a network namespace of the benchmark's own (QEMU's user network when no
+//!   tap can be had, said in the rows).
 //!
 //! Some rows carry a target for our figure; the reports say whether it was met, and a missed
 //! target does not fail the run. TCP and key-value benchmarks join when storage exists. Results: `target/bench/results.json`, `report.md` and `report.svg`.

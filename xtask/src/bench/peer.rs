@@ -43,8 +43,13 @@ pub const NGINX_LISTENING_LINE: &str = "LINUX-PEER NGINX LISTENING";
 /// line of `/proc/stat` (jiffies of USER_HZ = 100 since boot).
 pub const STAT_LINE: &str = "LINUX-PEER STAT ";
 
-/// The address the guest's eth0 takes on QEMU's user network (the http app's, too).
+/// The address the guest's eth0 takes (the http app's, too), on QEMU's user network or the
+/// http benchmark's tap.
 pub const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 15];
+
+/// The guest's gateway (its init's default route, and the http app's `gateway`): QEMU's on the
+/// user network, the host side of the tap on the http benchmark's.
+pub const GATEWAY: [u8; 4] = [10, 0, 2, 2];
 
 /// The file of 16 MiB (zeros) the guest's init writes into nginx's root for the large GET.
 pub const LARGE_FILE: &str = "/16m";

@@ -3,10 +3,10 @@
 //! same run. Every row's name says what is measured on our side and, after "vs", on Linux's; its
 //! description says exactly what ran.
 //!
-//! - `boot`: wall time from QEMU's start until the default bundle's hello greets (BIOS and UEFI
+//! - `boot`: wall time from QEMU's start until the hello bundle's app greets (BIOS and UEFI
 //!   disk images) against the Linux guest's init printing READY.
 //! - `footprint`: kernel, user space and boot payload sizes against the Linux kernel and
-//!   initramfs; the smallest `-m` at which the default bundle's hello runs to exit 0 and the
+//!   initramfs; the smallest `-m` at which the hello bundle's app runs to exit 0 and the
 //!   image ends with success, against the smallest at which Linux's init prints READY (neither
 //!   side serves anything there), both by bisection.
 //! - `calls`: TSC ticks per operation, under `-icount shift=0` on TCG (the guest TSC counts
@@ -69,7 +69,7 @@ impl Settings {
     }
 }
 
-/// The ready line of the default bundle's first app.
+/// The ready line of the hello bundle's app.
 const OUR_READY_LINE: &str = "[hello] Hello from";
 
 struct Suite {
@@ -184,7 +184,7 @@ fn boot(suite: &mut Suite) -> anyhow::Result<()> {
         boot_peer_on(&peer, Firmware::Uefi, "ready", &options, timeout)
     })?;
     let what = "wall ms from QEMU's start to the first ready line, median of the boots. Ours: the \
-                default bundle (one app, hello) as a disk image, until hello prints its greeting \
+                hello bundle (one app, hello) as a disk image, until hello prints its greeting \
                 ([hello] Hello from …) on the serial console; Linux: the firmware loads vmlinuz and \
                 the initramfs (-kernel/-initrd), until busybox's /init prints LINUX-PEER READY";
     suite.rows.push(Row::compared(
@@ -265,7 +265,7 @@ fn footprint(suite: &mut Suite) -> anyhow::Result<()> {
             linux_kernel,
         ),
         (
-            "user space file: our user image ELF (libos + the default bundle's programs) vs Linux initramfs",
+            "user space file: our user image ELF (libos + the hello bundle's program) vs Linux initramfs",
             "bytes on disk. Ours: the stripped user image ELF that kernel-lite loads; Linux: the \
              newc initramfs with busybox-static, the call benchmark and /init (no nginx)",
             file_size(&built.user_image)?,
@@ -318,7 +318,7 @@ fn footprint(suite: &mut Suite) -> anyhow::Result<()> {
         "smallest -m: ours runs hello to exit 0 and the image exits with success vs Linux init prints READY",
         &format!(
             "the smallest QEMU -m in MiB, by bisection between 2 and 256 MiB to {step} MiB, BIOS \
-             boot. Ours: the default bundle's one app, hello, runs to exit status 0 and the image \
+             boot. Ours: the hello bundle's one app, runs to exit status 0 and the image \
              ends with success (isa-debug-exit: all apps succeeded) within 15 s; Linux: busybox's \
              /init prints LINUX-PEER READY within 60 s (nothing is served on either side)"
         ),

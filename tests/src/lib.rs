@@ -458,3 +458,102 @@ pub fn network_row(serial: &str, app: &str) -> NetworkRow {
     }
     panic!("no network row for app {app:?}");
 }
+
+/// An image booted on a tap device in a network namespace of its own (see
+/// [`xtask::qemu::TapNamespace`]): the host side of the tap is 10.0.2.2/24 and fec0::2/64, so
+/// programs run in the namespace ([`TapImage::run_inside`]) reach the guest's apps directly,
+/// IPv6 included, with no user-network forwarding between. Needs CAP_NET_ADMIN (root, as in
+/// CI); panics saying so otherwise.
+pub struct TapImage {
+    qemu: Option<RunningQemu>,
+    namespace: xtask::qemu::TapNamespace,
+    disk_copy: PathBuf,
+}
+
+/// Boots bundle `name` on a tap; returns once the console shows its first line.
+pub fn boot_on_tap(name: &str, firmware: Firmware) -> TapImage {
+    let namespace = xtask::qemu::TapNamespace::create(std::net::Ipv4Addr::new(10, 0, 2, 2), 24)
+        .unwrap_or_else(|error| {
+            panic!("this test needs a tap in a network namespace (CAP_NET_ADMIN): {error}")
+        });
+    let ipv6 = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &namespace.namespace,
+            "ip",
+            "-6",
+            "addr",
+            "add",
+        ])
+        .args(["fec0::2/64", "dev", &namespace.tap, "nodad"])
+        .status()
+        .expect("ip runs");
+    assert!(ipv6.success(), "the tap takes an IPv6 address");
+    let (_, disk_copy) = private_image(name, firmware);
+    let profile = xtask::qemu::Profile::for_firmware(firmware).unwrap();
+    let options = RunOptions {
+        tap: Some(namespace.network()),
+        ..RunOptions::default()
+    };
+    let command = xtask::qemu::command(&profile, &disk_copy, &options).unwrap();
+    let mut qemu = RunningQemu::spawn(namespace.exec(&command)).unwrap();
+    assert!(
+        qemu.wait_for_serial("\n", BOOT_TIMEOUT).is_some(),
+        "QEMU did not start in the namespace:\n{}",
+        qemu.serial()
+    );
+    TapImage {
+        qemu: Some(qemu),
+        namespace,
+        disk_copy,
+    }
+}
+
+impl TapImage {
+    /// Waits until `needle` appears on the serial console; panics (showing it) if QEMU ends
+    /// or `timeout` passes first.
+    pub fn wait_for_serial(&mut self, needle: &str, timeout: Duration) {
+        let qemu = self.qemu.as_mut().expect("QEMU runs");
+        if qemu.wait_for_serial(needle, timeout).is_none() {
+            panic!(
+                "{needle:?} did not appear within {timeout:?}:\n{}",
+                qemu.serial()
+            );
+        }
+    }
+
+    /// Runs `program` with `args` inside the namespace and returns its standard output;
+    /// panics if it fails.
+    pub fn run_inside(&self, program: &str, args: &[&str]) -> String {
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        let output = self
+            .namespace
+            .exec(&command)
+            .output()
+            .expect("the program runs");
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Kills QEMU and returns what it produced.
+    pub fn stop(mut self) -> RunOutput {
+        let output = self.qemu.take().expect("collected once").stop();
+        show(&output);
+        output
+    }
+}
+
+impl Drop for TapImage {
+    fn drop(&mut self) {
+        // QEMU first (it holds the tap and the image), then the files; the namespace goes
+        // when its own value drops, after this.
+        self.qemu = None;
+        let _ = std::fs::remove_file(&self.disk_copy);
+    }
+}

@@ -422,3 +422,27 @@ fn one_app_holds_1024_tcp_connections_at_once_within_its_quota() {
     image.stop();
     let _ = std::fs::remove_file(&socket);
 }
+
+#[test]
+fn curl_reaches_the_http_app_over_ipv6_and_ipv4_on_a_tap() {
+    // QEMU 7.2's user network forwards IPv4 ports only, so this one puts the image on a tap in
+    // a network namespace, where the host side has fec0::2 and 10.0.2.2 and curl talks to the
+    // app's own addresses: neighbour discovery and ARP go through kernel-lite's frame switch.
+    let mut image = boot_on_tap("http-echo", Firmware::Bios);
+    image.wait_for_serial(&listening_line("http"), WAIT);
+    let index = static_file("index.html");
+    let curl_in = |args: &[&str]| {
+        let mut all = vec!["--silent", "--show-error", "--max-time", "60"];
+        all.extend_from_slice(args);
+        image.run_inside("curl", &all)
+    };
+    assert_eq!(
+        curl_in(&["-6", "-g", "http://[fec0::15]/"]).as_bytes(),
+        &index[..]
+    );
+    let head = curl_in(&["-6", "-g", "--head", "http://[fec0::15]/"]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(curl_in(&["-4", "http://10.0.2.15/"]).as_bytes(), &index[..]);
+    let output = image.stop();
+    assert!(!output.serial.contains("PANIC"));
+}

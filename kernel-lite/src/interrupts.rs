@@ -129,17 +129,14 @@ extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
 }
 
 /// An NMI is nobody's fault: it is the host asking for diagnostics (QEMU's `nmi`, EC2's
-/// `send-diagnostic-interrupt`), or a watchdog. Report it, ask for the accounting tables (printed
-/// by the scheduler when the CPU next idles: an NMI may arrive while their lock is held), and
-/// carry on. It must return with `iretq`, which is also what unblocks the next NMI.
+/// `send-diagnostic-interrupt`), or a watchdog. Ask for a report and the accounting tables
+/// (printed by the scheduler when the CPU next idles: an NMI may arrive while the console or
+/// their lock is held), and carry on. It must return with `iretq`, which is also what unblocks the next NMI.
 extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
     entered_from_user(&frame, Entry::Interrupt);
-    kprintln!(
-        "kernel-lite: non-maskable interrupt at RIP {:#x} (ring {}); diagnostics requested",
-        frame.instruction_pointer.as_u64(),
-        frame.code_segment.0 & 3
-    );
-    apps::request_diagnostics();
+    // No printing here: an NMI may land while the console is held, and it returns to that
+    // holder. The scheduler reports it (with this RIP and ring) when the CPU next idles.
+    apps::request_diagnostics(frame.instruction_pointer.as_u64(), frame.code_segment.0 & 3);
 }
 
 /// A double fault means kernel-lite's own state is broken (ring 3 faults are taken one at a

@@ -55,13 +55,18 @@ static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
 /// around each switch, so the hot entry paths (a kcall, a timer tick) need no lock to find them.
 static RUNNING_APP: AtomicUsize = AtomicUsize::new(usize::MAX);
 static RUNNING_ENTRIES: AtomicPtr<EntryCounts> = AtomicPtr::new(core::ptr::null_mut());
-/// Set by an NMI: the scheduler loop prints the accounting tables when it next runs.
+/// Set by an NMI: the scheduler loop reports it and prints the accounting tables when it next
+/// runs; the NMI's RIP and ring (the last one's, if several came).
 static DIAGNOSTICS_REQUESTED: AtomicBool = AtomicBool::new(false);
+static NMI_RIP: AtomicU64 = AtomicU64::new(0);
+static NMI_RING: AtomicU64 = AtomicU64::new(0);
 
 /// Asks for the accounting tables (see `interrupts::non_maskable_interrupt`); safe in any
-/// context, as it only sets a flag.
-pub fn request_diagnostics() {
-    DIAGNOSTICS_REQUESTED.store(true, Ordering::Relaxed);
+/// context, NMI included, as it only stores atomics.
+pub fn request_diagnostics(rip: u64, ring: u16) {
+    NMI_RIP.store(rip, Ordering::Relaxed);
+    NMI_RING.store(u64::from(ring), Ordering::Relaxed);
+    DIAGNOSTICS_REQUESTED.store(true, Ordering::Release);
 }
 
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
@@ -200,7 +205,13 @@ fn scheduler_loop() -> ! {
             if let Some(index) = scheduler.just_ended.take() {
                 scheduler.after_end(index);
             }
-            if DIAGNOSTICS_REQUESTED.swap(false, Ordering::Relaxed) {
+            if DIAGNOSTICS_REQUESTED.swap(false, Ordering::Acquire) {
+                kprintln!(
+                    "kernel-lite: non-maskable interrupt at RIP {:#x} (ring {}); diagnostics \
+                     requested",
+                    NMI_RIP.load(Ordering::Relaxed),
+                    NMI_RING.load(Ordering::Relaxed)
+                );
                 kprintln!("kernel-lite: diagnostics (apps still running)");
                 scheduler.print_tables();
             }

@@ -261,8 +261,11 @@ impl Network {
     /// Drains app `index`'s transmit ring: see the module docs. Returns frames that left.
     fn flush(&mut self, index: usize) -> Result<u64, KcallError> {
         let board = &mut self.board;
-        if board.ports.get(index).is_none_or(Option::is_none) {
-            return Err(KcallError::NoNetwork);
+        match board.ports.get(index) {
+            Some(Some(port)) if port.live => {}
+            // An app that ended sends nothing more, even what a stalled flush left behind.
+            Some(Some(_)) => return Ok(0),
+            _ => return Err(KcallError::NoNetwork),
         }
         if let Some(nic) = self.nic.as_mut() {
             nic.reclaim();
@@ -304,13 +307,19 @@ impl Network {
             if matches!(board.switch(frame, Some(index)), Delivery::App(_)) {
                 continue;
             }
-            if let Some(nic) = self.nic.as_mut()
-                && nic.transmit(|buffer| {
+            let left = self.nic.as_mut().is_some_and(|nic| {
+                nic.transmit(|buffer| {
                     buffer[..len].copy_from_slice(frame);
                     Some(len)
                 })
-            {
+            });
+            if left {
                 sent += 1;
+            } else if let Some(counters) = board.counters[index].as_mut() {
+                // No NIC (or it refused the frame): counted as out, but it never left.
+                counters.frames_out -= 1;
+                counters.bytes_out -= len as u64;
+                counters.dropped_full += 1;
             }
         }
         Ok(sent)
@@ -349,7 +358,13 @@ fn on_interrupt(_context: usize) {
         nic.reclaim();
         let stalled = core::mem::take(&mut network.board.stalled);
         for index in stalled {
-            let _ = network.flush(index);
+            // The app may be asleep, waiting for ring space to take in frames again: wake it
+            // once its frames have left.
+            if network.flush(index).is_ok_and(|sent| sent > 0)
+                && !network.board.to_signal.contains(&index)
+            {
+                network.board.to_signal.push(index);
+            }
         }
     });
     raise_events();

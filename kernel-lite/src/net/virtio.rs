@@ -365,11 +365,14 @@ impl Nic {
             let bytes = self.rx.buffer(buffer);
             // SAFETY: the same buffer was posted with this token in `post_receive`.
             let completed = unsafe { self.device.receive_complete(token, bytes) };
-            if let Ok((header, len)) = completed {
-                let bytes = self.rx.buffer(buffer);
-                if let Some(frame) = bytes.get(header..header + len) {
-                    deliver(frame);
-                }
+            let Ok((header, len)) = completed else {
+                // The used ring disagrees with what we posted: stop rather than spin on it.
+                crate::kprintln!("kernel-lite: net: receive completion refused: {completed:?}");
+                return;
+            };
+            let bytes = self.rx.buffer(buffer);
+            if let Some(frame) = bytes.get(header..header + len) {
+                deliver(frame);
             }
             // Failing to repost would shrink the queue for good: nothing sensible remains.
             if self.post_receive(buffer).is_err() {
@@ -384,7 +387,11 @@ impl Nic {
             let (buffer, len) = self.tx_of_token[usize::from(token) % QUEUE_SIZE];
             let bytes = &self.tx.buffer(usize::from(buffer))[..usize::from(len)];
             // SAFETY: the same buffer (and length) was queued with this token in `transmit`.
-            let _ = unsafe { self.device.transmit_complete(token, bytes) };
+            if unsafe { self.device.transmit_complete(token, bytes) }.is_err() {
+                // Not the token we queued: leave the buffer out rather than hand it out twice.
+                crate::kprintln!("kernel-lite: net: transmit completion refused");
+                return;
+            }
             self.tx_free.push(buffer);
         }
     }

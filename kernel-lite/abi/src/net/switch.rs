@@ -40,11 +40,18 @@
 //! - IPv4: version 4, header length at least 20 bytes, header and total length within the frame
 //!   (`Malformed`); the source address is the app's (`SourceIp`). A DHCP app may also send from
 //!   `0.0.0.0`, but only an unfragmented UDP datagram from port 68 to port 67: a DHCP client
-//!   before it has (or while it re-acquires) a lease.
+//!   before it has (or while it re-acquires) a lease. Whatever its source, nothing may come
+//!   from UDP port 67 (apps are not DHCP servers) and a message to port 67 must carry the app's
+//!   own MAC as client hardware address ([`Refusal::Impersonation`]), so no app can move
+//!   another's lease.
 //! - IPv6: version 6, the 40-byte header and its payload length within the frame (`Malformed`);
 //!   the source is an address the app owns (see above), or `::` for the two ICMPv6 messages a
 //!   host sends before it has an address: router solicitation (133) and neighbour solicitation
-//!   (135, duplicate address detection), with ICMPv6 directly after the IPv6 header.
+//!   (135, duplicate address detection), with ICMPv6 directly after the IPv6 header. Neighbour
+//!   discovery speaks for the app alone (`Impersonation`): no router advertisement (134) or
+//!   redirect (137); a neighbour advertisement (136) only for an address the app owns; every
+//!   source or target link-layer option names the app's MAC; and no extension header before
+//!   the payload, so nothing hides from these checks.
 //! - Any other ethertype: [`Refusal::Ethertype`].
 //!
 //! Destinations are not restricted: an app may talk to anyone, it just may not pretend to be
@@ -188,6 +195,11 @@ pub enum Refusal {
     SourceIp,
     /// Neither ARP, IPv4 nor IPv6.
     Ethertype,
+    /// A message only a router or a DHCP server may send (router advertisement, redirect,
+    /// DHCP from port 67), or one that speaks for another host (a neighbour advertisement for
+    /// an address or a link-layer address that is not the app's, a DHCP request carrying
+    /// another client's hardware address).
+    Impersonation,
 }
 
 impl core::fmt::Display for Refusal {
@@ -197,6 +209,7 @@ impl core::fmt::Display for Refusal {
             Refusal::SourceMac => "source MAC is not the app's",
             Refusal::SourceIp => "source IP address is not the app's",
             Refusal::Ethertype => "ethertype is not ARP, IPv4 or IPv6",
+            Refusal::Impersonation => "speaks for a router, a DHCP server or another host",
         };
         f.write_str(text)
     }
@@ -242,22 +255,100 @@ pub fn check_transmit(own: &Binding, frame: &[u8]) -> Result<(), Refusal> {
         }
         ETHERTYPE_IPV4 => {
             let ip = Ipv4::parse(ethernet.payload).ok_or(Refusal::Malformed)?;
-            if own.owns_ipv4(ip.source) || (own.dhcp && is_dhcp_client_request(&ip)) {
-                Ok(())
-            } else {
-                Err(Refusal::SourceIp)
+            if !(own.owns_ipv4(ip.source) || (own.dhcp && is_dhcp_client_request(&ip))) {
+                return Err(Refusal::SourceIp);
             }
+            check_dhcp_speaks_for_itself(own, &ip)
         }
         ETHERTYPE_IPV6 => {
             let ip = Ipv6::parse(ethernet.payload).ok_or(Refusal::Malformed)?;
-            if own.owns_ipv6(ip.source) || is_unspecified_solicitation(&ip) {
-                Ok(())
-            } else {
-                Err(Refusal::SourceIp)
+            if !(own.owns_ipv6(ip.source) || is_unspecified_solicitation(&ip)) {
+                return Err(Refusal::SourceIp);
             }
+            check_neighbour_discovery(own, &ip)
         }
         _ => Err(Refusal::Ethertype),
     }
+}
+
+/// An app is a DHCP client, never a server: nothing from UDP port 67, and a message to a server
+/// must carry the app's own MAC as its client hardware address (else a forged request could
+/// have the server, and the snooping switch, move another app's lease).
+fn check_dhcp_speaks_for_itself(own: &Binding, ip: &Ipv4) -> Result<(), Refusal> {
+    const CHADDR: usize = 28;
+    if ip.protocol != IP_PROTOCOL_UDP || ip.is_fragment() {
+        return Ok(());
+    }
+    let Some(udp) = Udp::parse(ip.payload) else {
+        return Err(Refusal::Malformed);
+    };
+    if udp.source_port == DHCP_SERVER_PORT {
+        return Err(Refusal::Impersonation);
+    }
+    if udp.destination_port == DHCP_SERVER_PORT {
+        let ethernet_client = udp.payload.get(1..3) == Some(&[1, 6][..]);
+        let chaddr: Option<[u8; 6]> = array_at(udp.payload, CHADDR);
+        if !ethernet_client || chaddr != Some(own.mac) {
+            return Err(Refusal::Impersonation);
+        }
+    }
+    Ok(())
+}
+
+/// Neighbour discovery speaks for the sender: an app may advertise only its own addresses with
+/// its own MAC, its solicitations may name only its own MAC, and router advertisements and
+/// redirects (routers' messages) are refused. ICMPv6 after an extension header is refused too,
+/// so nothing hides a message from this check.
+fn check_neighbour_discovery(own: &Binding, ip: &Ipv6) -> Result<(), Refusal> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const DESTINATION_OPTIONS: u8 = 60;
+    const ROUTER_ADVERTISEMENT: u8 = 134;
+    const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+    const REDIRECT: u8 = 137;
+    const SOURCE_LINK_LAYER: u8 = 1;
+    const TARGET_LINK_LAYER: u8 = 2;
+    if matches!(
+        ip.next_header,
+        HOP_BY_HOP | ROUTING | FRAGMENT | DESTINATION_OPTIONS
+    ) {
+        return Err(Refusal::Impersonation);
+    }
+    if ip.next_header != IP_PROTOCOL_ICMPV6 {
+        return Ok(());
+    }
+    let kind = *ip.payload.first().ok_or(Refusal::Malformed)?;
+    // Where a message's options start, after its fixed part.
+    let (options_at, wanted_option) = match kind {
+        ROUTER_ADVERTISEMENT | REDIRECT => return Err(Refusal::Impersonation),
+        ICMPV6_ROUTER_SOLICITATION => (8, SOURCE_LINK_LAYER),
+        ICMPV6_NEIGHBOUR_SOLICITATION => (24, SOURCE_LINK_LAYER),
+        NEIGHBOUR_ADVERTISEMENT => {
+            let target: [u8; 16] = array_at(ip.payload, 8).ok_or(Refusal::Malformed)?;
+            if !own.owns_ipv6(target) {
+                return Err(Refusal::Impersonation);
+            }
+            (24, TARGET_LINK_LAYER)
+        }
+        _ => return Ok(()),
+    };
+    let mut at = options_at;
+    while at < ip.payload.len() {
+        let kind = *ip.payload.get(at).ok_or(Refusal::Malformed)?;
+        let length = usize::from(*ip.payload.get(at + 1).ok_or(Refusal::Malformed)?) * 8;
+        if length == 0 {
+            return Err(Refusal::Malformed);
+        }
+        if kind == wanted_option {
+            let address: [u8; 6] = array_at(ip.payload, at + 2).ok_or(Refusal::Malformed)?;
+            if address != own.mac {
+                return Err(Refusal::Impersonation);
+            }
+        }
+        at += length;
+    }
+    Ok(())
 }
 
 /// DHCP snooping: if `frame` is a DHCPACK from a server (an unfragmented IPv4 UDP datagram
@@ -538,6 +629,7 @@ mod tests {
     const BROADCAST: [u8; 6] = [0xff; 6];
     const OTHER_MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const OTHER_IPV4: [u8; 4] = [10, 0, 2, 2];
+    const OTHER_IPV6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99];
     const ICMPV4: u8 = 1;
 
     // ---- frame builders -------------------------------------------------------------------
@@ -1131,6 +1223,119 @@ mod tests {
                 ipv4(STATIC_IPV4, OTHER_IPV4, IP_PROTOCOL_UDP, &datagram)
             ),
             Err(Refusal::SourceIp)
+        );
+    }
+
+    #[test]
+    fn apps_speak_dhcp_only_as_clients_for_themselves() {
+        let send = |app: &Binding, packet: Vec<u8>| {
+            check_transmit(
+                app,
+                &ethernet(BROADCAST, app.mac(), ETHERTYPE_IPV4, &packet),
+            )
+        };
+        let app = leased();
+        let from = |chaddr: [u8; 6], source_port: u16, destination_port: u16| {
+            let message = bootp(1, chaddr, [0; 4], 3);
+            ipv4(
+                LEASE,
+                [255; 4],
+                IP_PROTOCOL_UDP,
+                &udp(source_port, destination_port, &message),
+            )
+        };
+        assert_eq!(send(&app, from(app.mac(), 68, 67)), Ok(()));
+        // A request (or decline) on another client's behalf would move its lease.
+        assert_eq!(
+            send(&app, from(OTHER_MAC, 68, 67)),
+            Err(Refusal::Impersonation)
+        );
+        let stranger = static_app();
+        assert_eq!(
+            send(&stranger, {
+                let message = bootp(1, app.mac(), [0; 4], 3);
+                ipv4(
+                    STATIC_IPV4,
+                    [255; 4],
+                    IP_PROTOCOL_UDP,
+                    &udp(68, 67, &message),
+                )
+            }),
+            Err(Refusal::Impersonation)
+        );
+        // No app is a DHCP server.
+        assert_eq!(
+            send(&app, from(app.mac(), 67, 68)),
+            Err(Refusal::Impersonation)
+        );
+        // Other UDP is the app's business.
+        assert_eq!(
+            send(
+                &app,
+                ipv4(LEASE, OTHER_IPV4, IP_PROTOCOL_UDP, &udp(5000, 53, b"q"))
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn neighbour_discovery_speaks_only_for_the_app() {
+        let app = static_app();
+        let send = |message: Vec<u8>| {
+            let packet = ipv6(
+                app.link_local(),
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                IP_PROTOCOL_ICMPV6,
+                &message,
+            );
+            check_transmit(
+                &app,
+                &ethernet([0x33, 0x33, 0, 0, 0, 1], app.mac(), ETHERTYPE_IPV6, &packet),
+            )
+        };
+        let with_option = |mut message: Vec<u8>, kind: u8, mac: [u8; 6]| {
+            message.extend_from_slice(&[kind, 1]);
+            message.extend_from_slice(&mac);
+            message
+        };
+        // Advertising its own address with its own MAC is what a host does.
+        assert_eq!(
+            send(with_option(icmpv6(136, STATIC_IPV6), 2, app.mac())),
+            Ok(())
+        );
+        // Another host's address, or its own address at another MAC, is a takeover.
+        assert_eq!(
+            send(with_option(icmpv6(136, OTHER_IPV6), 2, app.mac())),
+            Err(Refusal::Impersonation)
+        );
+        assert_eq!(
+            send(with_option(icmpv6(136, STATIC_IPV6), 2, OTHER_MAC)),
+            Err(Refusal::Impersonation)
+        );
+        // Solicitations may name only the app's MAC.
+        assert_eq!(
+            send(with_option(icmpv6(135, OTHER_IPV6), 1, app.mac())),
+            Ok(())
+        );
+        assert_eq!(
+            send(with_option(icmpv6(135, OTHER_IPV6), 1, OTHER_MAC)),
+            Err(Refusal::Impersonation)
+        );
+        // Routers' messages are not an app's to send.
+        assert_eq!(send(icmpv6(134, [0; 16])), Err(Refusal::Impersonation));
+        assert_eq!(send(icmpv6(137, OTHER_IPV6)), Err(Refusal::Impersonation));
+        // A zero-length option would loop a reader forever: malformed.
+        let mut looping = icmpv6(136, STATIC_IPV6);
+        looping.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(send(looping), Err(Refusal::Malformed));
+        // Nothing hides behind an extension header.
+        let packet = ipv6(app.link_local(), OTHER_IPV6, 0, &[58, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            check_transmit(
+                &app,
+                &ethernet(OTHER_MAC, app.mac(), ETHERTYPE_IPV6, &packet)
+            ),
+            Err(Refusal::Impersonation)
         );
     }
 

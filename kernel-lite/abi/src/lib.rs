@@ -8,6 +8,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod blk;
 pub mod bundle;
 pub mod devices;
 pub mod elf;

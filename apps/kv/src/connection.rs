@@ -94,6 +94,7 @@ impl Connection {
                     }
                 }
                 Err(error) => {
+                    log::debug!("kv: closing a connection after a protocol error: {error}");
                     Reply::error(format!("Protocol error: {error}")).encode(&mut self.output);
                     self.done = true;
                 }

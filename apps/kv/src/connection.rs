@@ -21,6 +21,10 @@ use alloc::vec::Vec;
 /// About the most bytes one [`Output::Write`] carries (one reply may take it past this).
 pub const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Buffers grown past this by one large request or reply are freed once they are empty, so a
+/// thousand idle connections do not each keep their largest message's memory.
+const RETAINED_BUFFER_BYTES: usize = 2 * OUTPUT_CHUNK_BYTES;
+
 /// What the server should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output<'a> {
@@ -61,6 +65,9 @@ impl Connection {
             // consumed ones does not disturb it.
             self.input.drain(..self.input_start);
             self.input_start = 0;
+            if self.input.is_empty() && self.input.capacity() > RETAINED_BUFFER_BYTES {
+                self.input = Vec::new();
+            }
         }
         self.input.extend_from_slice(bytes);
     }
@@ -77,7 +84,11 @@ impl Connection {
 
     /// What to do next; see the module docs. `now_ms` is the engine's clock.
     pub fn poll_output(&mut self, engine: &mut Engine, now_ms: u64) -> Output<'_> {
-        self.output.clear();
+        if self.output.capacity() > RETAINED_BUFFER_BYTES {
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
         while !self.done && self.output.len() < OUTPUT_CHUNK_BYTES {
             match self.parser.parse(&self.input[self.input_start..]) {
                 Ok(Parse::Incomplete) => break,

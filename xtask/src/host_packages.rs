@@ -26,6 +26,8 @@ pub struct HostState {
     pub qemu_img: bool,
     /// `curl` runs (the network tests fetch pages with it, as a user would).
     pub curl: bool,
+    /// `redis-cli` runs (the kv tests talk to the kv app with it).
+    pub redis_cli: bool,
     /// The installed `qemu-utils` version (`dpkg-query`), if any.
     pub qemu_utils_installed: Option<String>,
 }
@@ -94,6 +96,9 @@ pub fn missing(host: &HostState) -> Vec<&'static str> {
     if !host.curl {
         missing.push("curl");
     }
+    if !host.redis_cli {
+        missing.push("redis-tools");
+    }
     missing
 }
 
@@ -159,6 +164,7 @@ pub fn read_host() -> HostState {
         ovmf: OVMF_PATHS.iter().any(|path| Path::new(path).exists()),
         qemu_img: runs("qemu-img"),
         curl: runs("curl"),
+        redis_cli: runs("redis-cli"),
         qemu_utils_installed: installed_version("qemu-utils"),
     }
 }
@@ -262,6 +268,7 @@ mod tests {
             ovmf: false,
             qemu_img: true,
             curl: true,
+            redis_cli: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         }
     }
@@ -279,6 +286,7 @@ mod tests {
             ovmf: true,
             qemu_img: true,
             curl: true,
+            redis_cli: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         };
         assert_eq!(plan(&host, &AptCandidates::default()), Ok(None));
@@ -316,6 +324,7 @@ mod tests {
         let host = HostState {
             qemu_img: false,
             curl: true,
+            redis_cli: true,
             qemu_utils_installed: None,
             ..fresh_machine()
         };
@@ -331,6 +340,7 @@ mod tests {
             ovmf: false,
             qemu_img: true,
             curl: true,
+            redis_cli: true,
             qemu_utils_installed: Some(BACKPORT.into()),
         };
         let install = plan(&host, &bookworm()).unwrap().unwrap();

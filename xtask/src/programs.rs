@@ -33,6 +33,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("set-ac", "selftest"),
     ("http", "http"),
     ("echo", "echo"),
+    ("kv", "kv"),
     ("net-probe", "selftest"),
     ("spoofer", "selftest"),
     ("net-crasher", "selftest"),

@@ -89,6 +89,7 @@ pub fn lint() -> anyhow::Result<()> {
         "demo",
         "http",
         "echo",
+        "kv",
     ];
     let mut target_args: Vec<String> = ["clippy", "--release", "--target", crate::compile::TARGET]
         .map(String::from)

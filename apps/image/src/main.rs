@@ -62,6 +62,8 @@ libos::user_image! {
     "http" => http::main,
     #[cfg(feature = "echo")]
     "echo" => echo::main,
+    #[cfg(feature = "kv")]
+    "kv" => kv::main,
     #[cfg(feature = "selftest")]
     "net-probe" => selftest::net_probe,
     #[cfg(feature = "selftest")]

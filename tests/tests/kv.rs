@@ -1,0 +1,115 @@
+//! The kv app (RESP2, in memory until the disk arrives) against Debian's own Redis clients:
+//! `redis-cli` checks each command's reply, `redis-benchmark` pipelines 50 clients through it,
+//! and a client sending garbage is answered and closed while the others go on.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+use system_tests::*;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn redis_clients_get_redis_answers_and_garbage_harms_no_one() {
+    let mut image = boot_networked("kv", Firmware::Bios);
+    image.wait_for_serial("kv: listening", WAIT);
+    let port = image.host_port("kv", Protocol::Tcp, 6379);
+    let expect = |args: &[&str], reply: &str| assert_eq!(cli(port, args), reply, "{args:?}");
+    expect(&["ping"], "PONG");
+    expect(&["echo", "hello there"], "hello there");
+    expect(&["set", "a", "1"], "OK");
+    expect(&["get", "a"], "1");
+    expect(&["get", "missing"], "");
+    expect(&["set", "a", "2", "nx"], "");
+    expect(&["set", "a", "3", "xx"], "OK");
+    expect(&["incr", "n"], "1");
+    expect(&["incrby", "n", "41"], "42");
+    expect(&["decr", "n"], "41");
+    expect(&["incr", "a"], "4");
+    expect(&["set", "s", "text"], "OK");
+    expect(
+        &["incr", "s"],
+        "ERR value is not an integer or out of range",
+    );
+    expect(&["set", "t", "v", "ex", "100"], "OK");
+    let ttl: i64 = cli(port, &["ttl", "t"]).parse().unwrap();
+    assert!((99..=100).contains(&ttl), "ttl {ttl}");
+    expect(&["persist", "t"], "1");
+    expect(&["ttl", "t"], "-1");
+    expect(&["expire", "t", "100"], "1");
+    expect(&["ttl", "nothing"], "-2");
+    expect(&["mset", "k1", "v1", "k2", "v2"], "OK");
+    expect(&["mget", "k1", "k2", "k3"], "v1\nv2");
+    expect(&["exists", "k1", "k2", "k3"], "2");
+    let mut keys: Vec<String> = cli(port, &["keys", "k*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["k1", "k2"]);
+    expect(&["del", "k1", "k3"], "1");
+    expect(&["dbsize"], "5");
+    assert!(cli(port, &["info", "server"]).contains("redis_version:"));
+    expect(
+        &["nosuchcommand"],
+        "ERR unknown command 'nosuchcommand', with args beginning with:",
+    );
+    // A 1 GiB bulk length is refused at once and that client closed; others are unaffected.
+    let mut garbage = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    garbage
+        .write_all(b"*2\r\n$3\r\nSET\r\n$1073741824\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    garbage.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("-ERR Protocol error"), "{reply}");
+    expect(&["ping"], "PONG");
+    // 50 clients, pipelines of 16, 20 000 requests per test.
+    let bench = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-t",
+            "set,get,incr,mset",
+            "-n",
+            "20000",
+            "-P",
+            "16",
+            "-c",
+            "50",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark runs");
+    let text = String::from_utf8_lossy(&bench.stdout);
+    println!("{text}");
+    assert!(bench.status.success(), "{bench:?}");
+    for test in ["SET", "GET", "INCR", "MSET"] {
+        assert!(
+            // Progress lines end in carriage returns; the final figure follows the last.
+            text.split(['\r', '\n'])
+                .map(str::trim)
+                .any(|line| line.starts_with(test) && line.contains("requests per second")),
+            "redis-benchmark finished {test}: {text}"
+        );
+    }
+    assert!(!text.contains("ERR"), "{text}");
+    expect(&["get", "a"], "4");
+    let output = image.stop();
+    assert!(!output.serial.contains("PANIC"));
+}

@@ -153,6 +153,7 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
         }
         Kcall::ReportFault => report_fault(frame.rdi, frame.rsi, frame.rdx),
         Kcall::NetFlush => net::flush(apps::running_index()),
+        Kcall::BlkKick => Err(KcallError::NoDisk),
     }
 }
 

@@ -52,6 +52,7 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
         INFO_MAGIC,
         tsc_hz,
         crate::timer::rdtsc(),
+        crate::devices::rtc::unix_time_ms().unwrap_or(0),
         bundle.app_count() as u64,
     ];
     for (index, word) in header.iter().enumerate() {
@@ -65,6 +66,7 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
                 spec.stack_bytes,
                 spec.heap_bytes,
                 spec.net.map_or(0, |net| Geometry::of(&net).area_bytes()),
+                spec.disk.map_or(0, |disk| disk.geometry.area_bytes()),
             )
             .ok_or(LoadError::BadSlot { index })?;
         let record = AppInfo {
@@ -74,6 +76,14 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
             heap_bytes: slot.heap_bytes,
             log_level: u64::from(spec.log_level),
             net_area: if spec.net.is_some() { slot.net_base } else { 0 },
+            blk_area: if spec.disk.is_some() {
+                slot.blk_base
+            } else {
+                0
+            },
+            blk_slots: spec.disk.map_or(0, |disk| disk.geometry.slots),
+            blk_buffer_sectors: spec.disk.map_or(0, |disk| disk.geometry.buffer_sectors),
+            blk_sectors: spec.disk.map_or(0, |disk| disk.sectors()),
         };
         bytes.extend_from_slice(&record.name);
         bytes.extend_from_slice(&record.program);
@@ -82,9 +92,13 @@ pub fn load(bundle: &Bundle<'_>, tsc_hz: u64) -> Result<LoadedImage, LoadError> 
             record.heap_bytes,
             record.log_level,
             record.net_area,
+            record.blk_area,
         ] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
+        bytes.extend_from_slice(&record.blk_slots.to_le_bytes());
+        bytes.extend_from_slice(&record.blk_buffer_sectors.to_le_bytes());
+        bytes.extend_from_slice(&record.blk_sectors.to_le_bytes());
         slots.push(slot);
     }
     mm::map_user(

@@ -85,6 +85,8 @@ pub struct App {
     pub net: Option<NetConfig>,
     /// Host ports QEMU forwards to the app's static IPv4 address (`forward = [...]`).
     pub forwards: Vec<Forward>,
+    /// The app's extent of the image's disk (`[app.disk]`), checked.
+    pub disk: Option<lite_abi::blk::DiskBinding>,
 }
 
 /// A transport protocol of a forwarded port.
@@ -142,6 +144,7 @@ impl App {
             log_level: self.log_level,
             restart: self.restart,
             net: self.net,
+            disk: self.disk,
         }
     }
 }
@@ -884,6 +887,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
             log_level,
             restart,
             net: net.as_ref().map(|net| net.config),
+            disk: None,
             forwards: net
                 .as_ref()
                 .map(|net| net.forwards.clone())

@@ -4,12 +4,14 @@
 //! header   magic "LITEBNDL" | version u32 | app_count u32 | elf_offset u64 | elf_len u64
 //! records  app_count × { name [24] | program [24] | heap_bytes u64 | stack_bytes u64 |
 //!                        log_level u8 | restart u8 | restart_limit u16 | has_net u8 |
-//!                        reserved [3] | net [64] (a `net::config::NetConfig`, zero if none) }
+//!                        has_disk u8 | reserved [2] | net [64] (a `net::config::NetConfig`, zero
+//!                        if none) | disk [16] (a `blk::DiskBinding`, zero if none) }
 //! elf      the user image (libos + the apps' programs), an ELF64 EXEC file
 //! ```
 //! All numbers are little-endian. kernel-lite trusts nothing here: [`Bundle::parse`] checks every
 //! field and says what is wrong with a [`BundleError`].
 
+use crate::blk::{DISK_BINDING_BYTES, DiskBinding, DiskBindingError};
 use crate::decode_name;
 #[cfg(any(test, feature = "std"))]
 use crate::encode_name;
@@ -17,9 +19,10 @@ use crate::layout::{MAX_APPS, NAME_LEN};
 use crate::net::config::{NET_CONFIG_BYTES, NetConfig, NetConfigError};
 
 pub const BUNDLE_MAGIC: [u8; 8] = *b"LITEBNDL";
-pub const BUNDLE_VERSION: u32 = 2;
+pub const BUNDLE_VERSION: u32 = 3;
 const HEADER_LEN: usize = 32;
-const RECORD_LEN: usize = 72 + NET_CONFIG_BYTES;
+const RECORD_LEN: usize = 72 + NET_CONFIG_BYTES + DISK_BINDING_BYTES;
+const DISK_AT: usize = 72 + NET_CONFIG_BYTES;
 
 /// The smallest heap an app may ask for: room for its context block and a little more.
 pub const MIN_HEAP_BYTES: u64 = 64 * 1024;
@@ -84,6 +87,8 @@ pub struct AppSpec<'a> {
     pub restart: RestartPolicy,
     /// The app's network binding, if it has one.
     pub net: Option<NetConfig>,
+    /// The app's extent of the disk and its request ring, if it has one.
+    pub disk: Option<DiskBinding>,
 }
 
 /// Why a bundle was refused.
@@ -115,6 +120,11 @@ pub enum BundleError {
     BadNet { index: usize, error: NetConfigError },
     /// App record `index` has the MAC, IPv4 or IPv6 address of an earlier app.
     DuplicateAddress { index: usize },
+    /// App record `index` has a disk binding that does not check out.
+    BadDisk {
+        index: usize,
+        error: DiskBindingError,
+    },
 }
 
 impl core::fmt::Display for BundleError {
@@ -136,6 +146,7 @@ impl core::fmt::Display for BundleError {
             }
             BundleError::BadImageRange => write!(f, "user image lies outside the bundle"),
             BundleError::BadNet { index, error } => write!(f, "app {index}: network: {error}"),
+            BundleError::BadDisk { index, error } => write!(f, "app {index}: disk: {error}"),
             BundleError::DuplicateAddress { index } => {
                 write!(
                     f,
@@ -263,6 +274,23 @@ impl<'a> Bundle<'a> {
                 });
             }
         };
+        let disk = match record[69] {
+            0 => None,
+            1 => {
+                let mut bytes = [0u8; DISK_BINDING_BYTES];
+                bytes.copy_from_slice(&record[DISK_AT..DISK_AT + DISK_BINDING_BYTES]);
+                Some(
+                    DiskBinding::decode(&bytes)
+                        .map_err(|error| BundleError::BadDisk { index, error })?,
+                )
+            }
+            other => {
+                return Err(BundleError::BadDisk {
+                    index,
+                    error: DiskBindingError::BadFlag(other),
+                });
+            }
+        };
         Ok(AppSpec {
             name,
             program,
@@ -271,6 +299,7 @@ impl<'a> Bundle<'a> {
             log_level,
             restart,
             net,
+            disk,
         })
     }
 
@@ -333,8 +362,13 @@ pub fn encode(apps: &[AppSpec<'_>], elf: &[u8]) -> Result<std::vec::Vec<u8>, Bun
         out.push(policy);
         out.extend_from_slice(&limit.to_le_bytes());
         out.push(u8::from(app.net.is_some()));
-        out.extend_from_slice(&[0; 3]);
+        out.push(u8::from(app.disk.is_some()));
+        out.extend_from_slice(&[0; 2]);
         out.extend_from_slice(&app.net.map_or([0; NET_CONFIG_BYTES], |net| net.encode()));
+        out.extend_from_slice(
+            &app.disk
+                .map_or([0; DISK_BINDING_BYTES], |disk| disk.encode()),
+        );
     }
     out.extend_from_slice(elf);
     Bundle::parse(&out)?;
@@ -354,6 +388,7 @@ mod tests {
             log_level: 3,
             restart: RestartPolicy::OnFailure { limit: 3 },
             net: None,
+            disk: None,
         }
     }
 
@@ -400,6 +435,37 @@ mod tests {
             BundleError::BadNet {
                 index: 0,
                 error: NetConfigError::BadMac
+            }
+        );
+    }
+
+    #[test]
+    fn disk_bindings_round_trip_and_bad_ones_are_named() {
+        let mut a = hello("a");
+        a.disk = Some(DiskBinding {
+            bytes: 64 << 20,
+            geometry: crate::blk::DEFAULT_GEOMETRY,
+        });
+        let bytes = encode(&[hello("b"), a], b"elf").unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.app(1), a);
+        assert_eq!(bundle.app(0).disk, None);
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + RECORD_LEN + DISK_AT] = 1; // 64 MiB + 1 byte
+        assert_eq!(
+            Bundle::parse(&bad).unwrap_err(),
+            BundleError::BadDisk {
+                index: 1,
+                error: DiskBindingError::BadSize((64 << 20) + 1)
+            }
+        );
+        let mut bad = bytes;
+        bad[HEADER_LEN + 69] = 2;
+        assert_eq!(
+            Bundle::parse(&bad).unwrap_err(),
+            BundleError::BadDisk {
+                index: 0,
+                error: DiskBindingError::BadFlag(2)
             }
         );
     }

@@ -31,10 +31,15 @@ pub enum Kcall {
     /// each against the app's binding and hands the good ones to the NIC in one batch. Returns
     /// how many frames left. (`wait` flushes too, so an app about to sleep needs no flush.)
     NetFlush = 6,
+    /// `blk_kick()`: kernel-lite takes every request waiting on the app's block ring, checks
+    /// each against the app's extent and hands the good ones to the disk in one batch; their
+    /// completions arrive later on the ring with the app's `blk::BLK_EVENT`. Returns how many
+    /// requests it took. (`wait` takes them too, so an app about to sleep needs no kick.)
+    BlkKick = 7,
 }
 
 /// How many kcall numbers exist; per-app accounting keeps one counter each.
-pub const KCALL_COUNT: usize = 7;
+pub const KCALL_COUNT: usize = 8;
 
 impl Kcall {
     /// Every kcall, in number order.
@@ -46,6 +51,7 @@ impl Kcall {
         Kcall::Wait,
         Kcall::ReportFault,
         Kcall::NetFlush,
+        Kcall::BlkKick,
     ];
 
     /// The kcall with this number, if there is one.
@@ -63,6 +69,7 @@ impl Kcall {
             Kcall::Wait => "wait",
             Kcall::ReportFault => "report_fault",
             Kcall::NetFlush => "net_flush",
+            Kcall::BlkKick => "blk_kick",
         }
     }
 }
@@ -112,6 +119,8 @@ pub enum KcallError {
     BadArgument = 3,
     /// The app has no network binding (or no NIC was found).
     NoNetwork = 4,
+    /// The app has no disk binding (or no disk was found, or its extent did not check out).
+    NoDisk = 5,
 }
 
 impl KcallError {
@@ -127,6 +136,7 @@ impl KcallError {
             -1 => Err(KcallError::UnknownKcall),
             -2 => Err(KcallError::BadAddress),
             -4 => Err(KcallError::NoNetwork),
+            -5 => Err(KcallError::NoDisk),
             _ => Err(KcallError::BadArgument),
         }
     }
@@ -183,6 +193,7 @@ mod tests {
             KcallError::BadAddress,
             KcallError::BadArgument,
             KcallError::NoNetwork,
+            KcallError::NoDisk,
         ] {
             assert_eq!(KcallError::decode(error.to_result()), Err(error));
         }

@@ -53,6 +53,11 @@ pub struct AppSlot {
     pub net_base: u64,
     /// Bytes of the frame rings (zero without a network).
     pub net_bytes: u64,
+    /// First byte of the app's block request ring (`blk::ring`), after an unmapped gap page
+    /// above the frame rings (or the heap); equal to `end` when the app has no disk.
+    pub blk_base: u64,
+    /// Bytes of the block ring's area (zero without a disk).
+    pub blk_bytes: u64,
     /// One past the slot's last byte: the next slot's base.
     pub end: u64,
 }
@@ -102,10 +107,16 @@ impl SlotPlanner {
         }
     }
 
-    /// The next slot, for a stack of `stack_bytes`, a heap of `heap_bytes` and `net_bytes` of
-    /// frame rings (all rounded up to pages; no rings when zero); `None` when the stack or heap
-    /// size is zero or the slots would pass [`USER_TOP`].
-    pub fn place(&mut self, stack_bytes: u64, heap_bytes: u64, net_bytes: u64) -> Option<AppSlot> {
+    /// The next slot, for a stack of `stack_bytes`, a heap of `heap_bytes`, `net_bytes` of
+    /// frame rings and `blk_bytes` of block ring (all rounded up to pages; no rings when zero);
+    /// `None` when the stack or heap size is zero or the slots would pass [`USER_TOP`].
+    pub fn place(
+        &mut self,
+        stack_bytes: u64,
+        heap_bytes: u64,
+        net_bytes: u64,
+        blk_bytes: u64,
+    ) -> Option<AppSlot> {
         if stack_bytes == 0 || heap_bytes == 0 {
             return None;
         }
@@ -118,12 +129,20 @@ impl SlotPlanner {
         let heap_base = stack_top.checked_add(PAGE_SIZE)?;
         let heap_end = heap_base.checked_add(heap_bytes)?;
         let net_bytes = net_bytes.checked_next_multiple_of(PAGE_SIZE)?;
-        let (net_base, end) = if net_bytes == 0 {
+        let (net_base, net_end) = if net_bytes == 0 {
             (heap_end, heap_end)
         } else {
             // An unmapped page between the heap's top and the rings.
             let net_base = heap_end.checked_add(PAGE_SIZE)?;
             (net_base, net_base.checked_add(net_bytes)?)
+        };
+        let blk_bytes = blk_bytes.checked_next_multiple_of(PAGE_SIZE)?;
+        let (blk_base, end) = if blk_bytes == 0 {
+            (net_end, net_end)
+        } else {
+            // An unmapped page between what lies below and the block ring.
+            let blk_base = net_end.checked_add(PAGE_SIZE)?;
+            (blk_base, blk_base.checked_add(blk_bytes)?)
         };
         if end > USER_TOP {
             return None;
@@ -137,6 +156,8 @@ impl SlotPlanner {
             heap_bytes,
             net_base,
             net_bytes,
+            blk_base,
+            blk_bytes,
             end,
         })
     }
@@ -157,6 +178,9 @@ pub struct InfoPage {
     pub tsc_hz: u64,
     /// The TSC when kernel-lite started: `Instant`s count from here.
     pub boot_tsc: u64,
+    /// Wall-clock time at `boot_tsc`, in milliseconds since the Unix epoch (UTC), read from
+    /// the CMOS real-time clock; 0 when the clock could not be read.
+    pub boot_unix_ms: u64,
     /// How many entries of `apps` are valid.
     pub app_count: u64,
     /// One record per app of the bundle, in bundle order.
@@ -185,6 +209,13 @@ pub struct AppInfo {
     pub log_level: u64,
     /// Start of the app's frame-ring area (`net::ring`), or 0 when it has no network.
     pub net_area: u64,
+    /// Start of the app's block-ring area (`blk::ring`), or 0 when it has no disk.
+    pub blk_area: u64,
+    /// The block ring's shape: request slots and sectors per data buffer (0 without a disk).
+    pub blk_slots: u32,
+    pub blk_buffer_sectors: u32,
+    /// Sectors of the app's extent of the disk (0 without a disk).
+    pub blk_sectors: u64,
 }
 
 impl AppInfo {
@@ -195,6 +226,10 @@ impl AppInfo {
         heap_bytes: 0,
         log_level: 0,
         net_area: 0,
+        blk_area: 0,
+        blk_slots: 0,
+        blk_buffer_sectors: 0,
+        blk_sectors: 0,
     };
 }
 
@@ -219,8 +254,8 @@ mod tests {
     #[test]
     fn slots_are_packed_and_keep_guard_pages() {
         let mut planner = SlotPlanner::new();
-        let a = planner.place(64 * 1024, 256 * 1024, 0).unwrap();
-        let b = planner.place(64 * 1024, 3 * 1024 * 1024, 0).unwrap();
+        let a = planner.place(64 * 1024, 256 * 1024, 0, 0).unwrap();
+        let b = planner.place(64 * 1024, 3 * 1024 * 1024, 0, 0).unwrap();
         assert_eq!(a.base, APP_SLOTS_BASE);
         assert_eq!(a.stack_top - a.stack_bottom, 64 * 1024);
         assert_eq!(a.guard_page(), a.base);
@@ -233,7 +268,7 @@ mod tests {
         assert!(!a.owns(a.guard_page()) && !a.owns(a.stack_top) && !a.owns(b.base));
         assert_eq!(a.pages(), (64 + 256) / 4);
         assert_eq!((a.net_base, a.net_bytes), (a.end, 0));
-        let c = planner.place(64 * 1024, 256 * 1024, 5000).unwrap();
+        let c = planner.place(64 * 1024, 256 * 1024, 5000, 0).unwrap();
         assert_eq!(
             c.net_base,
             c.heap_base + c.heap_bytes + PAGE_SIZE,
@@ -244,6 +279,19 @@ mod tests {
             !c.owns(c.net_base),
             "the rings are mapped at admission, not on demand"
         );
+        assert_eq!((c.blk_base, c.blk_bytes), (c.end, 0));
+        let d = planner
+            .place(64 * 1024, 256 * 1024, 5000, 4096 + 8192)
+            .unwrap();
+        assert_eq!(
+            d.blk_base,
+            d.net_base + d.net_bytes + PAGE_SIZE,
+            "a gap page"
+        );
+        assert_eq!((d.blk_bytes, d.end), (12288, d.blk_base + 12288));
+        let e = planner.place(64 * 1024, 256 * 1024, 0, 4096).unwrap();
+        assert_eq!(e.blk_base, e.heap_base + e.heap_bytes + PAGE_SIZE);
+        assert!(!e.owns(e.blk_base));
         assert_eq!(info_bytes(1), PAGE_SIZE);
         assert!(info_bytes(MAX_APPS) >= core::mem::size_of::<InfoPage>() as u64);
     }
@@ -264,13 +312,13 @@ mod tests {
     #[test]
     fn bad_slots_are_refused() {
         let mut planner = SlotPlanner::new();
-        assert!(planner.place(0, 4096, 0).is_none());
-        assert!(planner.place(4096, 0, 0).is_none());
-        assert!(planner.place(u64::MAX - 10, 4096, 0).is_none());
-        assert!(planner.place(4096, USER_TOP, 0).is_none());
+        assert!(planner.place(0, 4096, 0, 0).is_none());
+        assert!(planner.place(4096, 0, 0, 0).is_none());
+        assert!(planner.place(u64::MAX - 10, 4096, 0, 0).is_none());
+        assert!(planner.place(4096, USER_TOP, 0, 0).is_none());
         assert_eq!(
             planner
-                .place(1, 1, 0)
+                .place(1, 1, 0, 0)
                 .map(|s| (s.stack_top - s.stack_bottom, s.heap_bytes)),
             Some((PAGE_SIZE, PAGE_SIZE))
         );
@@ -280,7 +328,7 @@ mod tests {
     fn the_most_apps_with_the_largest_quota_are_refused_not_wrapped() {
         let mut planner = SlotPlanner::new();
         let placed = (0..MAX_APPS)
-            .map_while(|_| planner.place(64 * 1024, 16 << 30, 0))
+            .map_while(|_| planner.place(64 * 1024, 16 << 30, 0, 0))
             .count();
         assert!(placed < MAX_APPS && placed > 1000, "{placed}");
         assert!(planner.end() <= USER_TOP);

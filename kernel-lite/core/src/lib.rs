@@ -2,6 +2,7 @@
 //! so the host tests it in milliseconds. kernel-lite wraps each piece with what only ring 0 can
 //! do (page tables, context switches, the physical-memory window).
 //!
+//! - [`calendar`]: the real-time clock's date and time as Unix time.
 //! - [`frames`]: which physical frames are free, and the promises that make each app's
 //!   guaranteed memory its own.
 //! - [`schedule`]: which app runs next, when a blocked app wakes (deadline or event, whichever
@@ -10,5 +11,6 @@
 
 extern crate alloc;
 
+pub mod calendar;
 pub mod frames;
 pub mod schedule;

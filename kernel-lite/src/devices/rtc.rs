@@ -1,7 +1,7 @@
 //! The boot-time check that device interrupts reach kernel-lite: the CMOS real-time clock's
 //! periodic interrupt (ISA IRQ 8) is routed through the I/O APIC with the API a driver uses
 //! (allocate a vector, bind a handler, route, unmask), counted for a few milliseconds, and
-//! switched off again.
+//! switched off again. Also the wall clock: the RTC's date and time, read once at boot.
 
 use super::irq::{self, IrqError};
 use crate::{kprintln, timer};
@@ -121,4 +121,32 @@ pub fn check_and_report() {
         ),
         Err(error) => kprintln!("kernel-lite: device interrupts: not checked: {error}"),
     }
+}
+
+const STATUS_A_UPDATE_IN_PROGRESS: u8 = 1 << 7;
+
+/// One reading of the clock's registers: second, minute, hour, day, month, year (two digits),
+/// century (register 0x32, which QEMU and most firmware keep).
+fn read_clock() -> [u8; 7] {
+    [0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32].map(read)
+}
+
+/// The wall-clock time in milliseconds since the Unix epoch (UTC, as QEMU's default `-rtc
+/// base=utc` keeps it), or `None` when the clock reads as nonsense. Reads until two readings
+/// agree, so an update in the middle cannot tear it.
+pub fn unix_time_ms() -> Option<u64> {
+    let mut previous = None;
+    for _ in 0..1000 {
+        while read(REGISTER_A) & STATUS_A_UPDATE_IN_PROGRESS != 0 {
+            core::hint::spin_loop();
+        }
+        let reading = read_clock();
+        if previous == Some(reading) {
+            enable_nmi();
+            return lite_core::calendar::rtc_reading_to_unix_ms(reading, read(REGISTER_B));
+        }
+        previous = Some(reading);
+    }
+    enable_nmi();
+    None
 }

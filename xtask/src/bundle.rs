@@ -1061,6 +1061,7 @@ mod tests {
                 restart: RestartPolicy::Never,
                 net: None,
                 forwards: Vec::new(),
+                disk: None,
             }]
         );
         let manifest = check("[[app]]\nname = \"hello\"\nmemory = 1048576\nrestart = \"on-failure\"\nrestart-limit = 5\nlog = \"debug\"\n").unwrap();

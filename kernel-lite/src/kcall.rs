@@ -3,7 +3,7 @@
 //! The entry stub switches to the running app's kernel stack, saves the registers a kcall
 //! uses into a [`KcallFrame`], and calls [`dispatch`]. The table is the one in `lite_abi::kcall`.
 
-use crate::{apps, mm, net};
+use crate::{apps, mm, net, storage};
 use core::sync::atomic::{AtomicU64, Ordering};
 use lite_abi::kcall::{CONSOLE_WRITE_MAX, Events, Kcall, KcallError, ReportedFault};
 use x86_64::VirtAddr;
@@ -148,12 +148,14 @@ fn run(kcall: Kcall, frame: &KcallFrame) -> Result<u64, KcallError> {
         }
         Kcall::Wait => {
             // An app about to sleep needs no flush kcall of its own.
-            let _ = net::flush(apps::running_index());
+            let index = apps::running_index();
+            let _ = net::flush(index);
+            let _ = storage::kick(index);
             Ok(apps::wait(frame.rdi, Events(frame.rsi)).0)
         }
         Kcall::ReportFault => report_fault(frame.rdi, frame.rsi, frame.rdx),
         Kcall::NetFlush => net::flush(apps::running_index()),
-        Kcall::BlkKick => Err(KcallError::NoDisk),
+        Kcall::BlkKick => storage::kick(apps::running_index()),
     }
 }
 

@@ -22,6 +22,7 @@ mod loader;
 mod machine;
 mod mm;
 mod net;
+mod storage;
 mod timer;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -114,6 +115,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     devices::rtc::check_and_report();
     devices::msix_check::check_and_report(devices);
     net::init(devices, bundle.app_count());
+    storage::init(devices, &bundle);
     kcall::init();
     kprintln!("kernel-lite: kcall gate: {}", cpu::gate_registers());
 

@@ -1,7 +1,11 @@
-//! Monotonic time read in user mode from the TSC, with std's names.
+//! Time read in user mode from the TSC, with std's names: monotonic [`Instant`]s and the wall
+//! clock, [`SystemTime`].
 //!
 //! `Instant::now()` is one `rdtsc`; converting to a [`Duration`] uses the TSC rate kernel-lite
-//! calibrated and published on the info page. No kcall is involved.
+//! calibrated and published on the info page. `SystemTime::now()` adds the time since boot to
+//! the wall-clock time kernel-lite read from the real-time clock at boot (the info page's
+//! `boot_unix_ms`; the Unix epoch itself when the clock could not be read). No kcall is
+//! involved in either.
 
 pub use core::time::Duration;
 
@@ -70,6 +74,61 @@ impl core::ops::Sub for Instant {
     }
 }
 
+/// A point in wall-clock time: milliseconds-precise at boot, then as precise as the TSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SystemTime {
+    since_epoch: Duration,
+}
+
+/// 1970-01-01 00:00:00 UTC.
+pub const UNIX_EPOCH: SystemTime = SystemTime {
+    since_epoch: Duration::ZERO,
+};
+
+/// `earlier` was later than the time it was measured from; says by how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemTimeError(pub Duration);
+
+impl SystemTime {
+    pub const UNIX_EPOCH: SystemTime = UNIX_EPOCH;
+
+    /// The time `since_epoch` after the Unix epoch.
+    pub const fn from_unix(since_epoch: Duration) -> SystemTime {
+        SystemTime { since_epoch }
+    }
+
+    /// Time from `earlier` to `self`, or how far `earlier` lies after `self`.
+    pub fn duration_since(&self, earlier: SystemTime) -> Result<Duration, SystemTimeError> {
+        self.since_epoch
+            .checked_sub(earlier.since_epoch)
+            .ok_or_else(|| SystemTimeError(earlier.since_epoch - self.since_epoch))
+    }
+
+    /// `self + duration`, or `None` on overflow.
+    pub fn checked_add(&self, duration: Duration) -> Option<SystemTime> {
+        self.since_epoch
+            .checked_add(duration)
+            .map(|since_epoch| SystemTime { since_epoch })
+    }
+}
+
+#[cfg(target_os = "none")]
+impl SystemTime {
+    /// Now.
+    pub fn now() -> SystemTime {
+        let page = crate::sys::info_page();
+        let since_boot = Instant::now().duration_since(Instant::from_tsc(page.boot_tsc));
+        SystemTime {
+            since_epoch: Duration::from_millis(page.boot_unix_ms) + since_boot,
+        }
+    }
+
+    /// Time since `self`, or how far `self` lies in the future.
+    pub fn elapsed(&self) -> Result<Duration, SystemTimeError> {
+        SystemTime::now().duration_since(*self)
+    }
+}
+
 /// Converts TSC ticks at `tsc_hz` to a duration (rounding down).
 pub fn ticks_to_duration(ticks: u64, tsc_hz: u64) -> Duration {
     if tsc_hz == 0 {
@@ -91,6 +150,21 @@ pub fn duration_to_ticks(duration: Duration, tsc_hz: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_times_subtract_like_std() {
+        let boot = SystemTime::from_unix(Duration::from_secs(1_795_700_862));
+        let later = boot.checked_add(Duration::from_millis(1500)).unwrap();
+        assert_eq!(later.duration_since(boot), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            boot.duration_since(later),
+            Err(SystemTimeError(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            boot.duration_since(UNIX_EPOCH),
+            Ok(Duration::from_secs(1_795_700_862))
+        );
+    }
 
     #[test]
     fn ticks_and_durations_convert_both_ways() {

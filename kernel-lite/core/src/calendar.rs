@@ -31,10 +31,9 @@ pub fn rtc_reading_to_unix_ms(reading: [u8; 7], register_b: u8) -> Option<u64> {
         }
     }
     // Firmware that does not keep the century register leaves it zero: assume the 2000s.
-    let century = match decode(century) {
-        Some(century @ 19..=99) => century,
-        _ => 20,
-    };
+    let century = decode(century)
+        .filter(|century| (19..=99).contains(century))
+        .unwrap_or(20);
     let (second, minute) = (decode(second)?, decode(minute)?);
     let (day, month) = (decode(day)?, decode(month)?);
     let year = century * 100 + decode(year)?;

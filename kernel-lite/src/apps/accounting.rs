@@ -109,3 +109,40 @@ pub fn print_network_table(apps: &[App]) {
         crate::net::frames_without_owner()
     );
 }
+
+/// Prints each disk-bound app's extent counters (nothing when no app has a disk).
+pub fn print_storage_table(apps: &[App]) {
+    let extents: alloc::vec::Vec<_> = apps
+        .iter()
+        .filter_map(|app| crate::storage::counters(app.index).map(|counters| (app, counters)))
+        .collect();
+    if extents.is_empty() {
+        return;
+    }
+    kprintln!(
+        "{:<16} {:>9} {:>10} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "disk app",
+        "reads",
+        "KiB read",
+        "writes",
+        "KiB written",
+        "flushes",
+        "refused",
+        "dev err",
+        "bad ring"
+    );
+    for (app, counters) in extents {
+        kprintln!(
+            "{:<16} {:>9} {:>10} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8}",
+            app.name,
+            counters.reads,
+            counters.sectors_read / 2,
+            counters.writes,
+            counters.sectors_written / 2,
+            counters.flushes,
+            counters.refused,
+            counters.device_errors,
+            counters.bad_ring
+        );
+    }
+}

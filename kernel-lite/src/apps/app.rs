@@ -60,7 +60,7 @@ impl App {
     /// Frames an app with `slot` is promised: every page its stack and heap can hold, and its
     /// frame rings (their page tables are kernel-lite's, made at admission).
     pub fn guaranteed_frames(slot: &AppSlot) -> u64 {
-        slot.pages() + slot.net_bytes / PAGE_SIZE
+        slot.pages() + (slot.net_bytes + slot.blk_bytes) / PAGE_SIZE
     }
 
     pub fn new(
@@ -136,10 +136,26 @@ impl App {
         Ok(())
     }
 
-    /// The app will not run again: unbinds it and returns its frame rings to its account.
+    /// Maps the app's block ring (charged to its promise) and binds it to its extent.
+    pub fn attach_disk(
+        &mut self,
+        binding: &lite_abi::blk::DiskBinding,
+    ) -> Result<(), mm::MapError> {
+        let pages =
+            mm::map_shared_with_user(self.slot.blk_base, self.slot.blk_bytes, &mut self.account)?;
+        crate::storage::attach(self.index, binding, pages);
+        Ok(())
+    }
+
+    /// The app will not run again: unbinds it and returns its rings to its account.
     pub fn release_rings(&mut self) {
         if self.slot.net_bytes > 0 {
             crate::net::detach(self.index);
+        }
+        if self.slot.blk_bytes > 0 {
+            crate::storage::detach(self.index);
+        }
+        if self.slot.net_bytes + self.slot.blk_bytes > 0 {
             mm::release_user_range(self.slot.net_base, self.slot.end, &mut self.account);
         }
     }
@@ -152,7 +168,10 @@ impl App {
     /// The most bytes the app held at once: its ring-3 pages at peak, its frame rings and its
     /// kernel stack.
     pub fn peak_bytes(&self) -> u64 {
-        self.peak_pages * PAGE_SIZE + self.slot.net_bytes + mm::KERNEL_STACK_BYTES
+        self.peak_pages * PAGE_SIZE
+            + self.slot.net_bytes
+            + self.slot.blk_bytes
+            + mm::KERNEL_STACK_BYTES
     }
 
     /// The heap quota, in bytes.

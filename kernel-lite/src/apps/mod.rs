@@ -153,6 +153,7 @@ fn start(app: &mut App, entry: u64) {
     unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), start as *mut u64, frame.len()) };
     APP_RSP[app.index].store(start, Ordering::Relaxed);
     crate::net::start(app.index);
+    crate::storage::start(app.index);
 }
 
 /// Admits the bundle's apps (or refuses the bundle, ending the machine), starts them and runs
@@ -171,6 +172,13 @@ pub fn run(bundle: &Bundle<'_>, image: LoadedImage) -> ! {
         {
             // The rings are part of the app's promise, so this cannot fail once admitted.
             kprintln!("kernel-lite: app '{}': frame rings: {error}", app.name);
+            machine::exit(ImageOutcome::KernelPanic);
+        }
+        if let Some(binding) = &spec.disk
+            && let Err(error) = app.attach_disk(binding)
+        {
+            // Likewise part of the app's promise.
+            kprintln!("kernel-lite: app '{}': block ring: {error}", app.name);
             machine::exit(ImageOutcome::KernelPanic);
         }
         start(&mut app, image.entry);
@@ -250,6 +258,7 @@ impl Scheduler {
     fn print_tables(&self) {
         accounting::print_table(&self.apps, &self.policy, timer::rdtsc() - self.started_tsc);
         accounting::print_network_table(&self.apps);
+        accounting::print_storage_table(&self.apps);
         // Two of these lines bracket a run: busy time is the TSC's advance less the idle's.
         kprintln!(
             "kernel-lite: cpu tsc {} idle {} ticks per ms {}",
@@ -315,6 +324,7 @@ impl Scheduler {
         let app = &mut self.apps[index];
         app.release_memory();
         crate::net::stop(index);
+        crate::storage::stop(index);
         let limit = self.policy.restart_limit(index);
         match self
             .policy

@@ -13,6 +13,7 @@ pub mod mmio;
 pub mod msix_check;
 pub mod pci;
 pub mod rtc;
+pub mod virtio;
 
 use crate::kprintln;
 use acpi::Platform;

@@ -11,6 +11,7 @@
 
 pub mod dma;
 mod frames;
+pub mod ring_pages;
 
 pub use frames::{FrameAccount, FrameError};
 

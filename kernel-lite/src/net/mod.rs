@@ -17,11 +17,11 @@
 //! Lock order: the scheduler's lock may be held when this module's is taken, never the other
 //! way: events are raised after this module's lock is dropped.
 
-mod ring_pages;
 mod virtio;
 
 use crate::devices::Devices;
 use crate::kprintln;
+use crate::mm::ring_pages::RingPages;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use lite_abi::kcall::KcallError;
@@ -30,7 +30,6 @@ use lite_abi::net::NET_EVENT;
 use lite_abi::net::config::NetConfig;
 use lite_abi::net::ring::{Geometry, KernelEnd, MAX_FRAME, RingError};
 use lite_abi::net::switch::{Binding, Delivery, check_transmit, dhcp_ack, route_received};
-use ring_pages::RingPages;
 use spin::Mutex;
 use virtio::Nic;
 
@@ -111,7 +110,7 @@ pub fn init(devices: &'static Devices, app_count: usize) {
             );
             Some(alloc::boxed::Box::new(nic))
         }
-        Err(virtio::NicError::NotFound) => None,
+        Err(virtio::NicError::Virtio(crate::devices::virtio::VirtioError::NotFound)) => None,
         Err(error) => {
             kprintln!("kernel-lite: net: NIC not used: {error}");
             None

@@ -1,4 +1,4 @@
-//! kernel-lite's view of one app's ring area: the frames behind the app's pages, reached through
+//! kernel-lite's view of one app's ring area (its frame rings, its block ring): the frames behind the app's pages, reached through
 //! the physical-memory window, so the rings are read and written from interrupt context without
 //! walking page tables or lowering SMAP.
 
@@ -58,5 +58,33 @@ impl RingMemory for RingPages {
         // SAFETY: as in `with_bytes`; and no other slice over these bytes exists meanwhile
         // (each call makes and drops its own).
         f(unsafe { core::slice::from_raw_parts_mut(at, len) })
+    }
+}
+
+impl RingPages {
+    /// Copies `out.len()` bytes from the area at `offset` (page by page).
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            let at = offset + done;
+            let part = (PAGE - at % PAGE).min(out.len() - done);
+            self.with_bytes(at, part, |bytes| {
+                out[done..done + part].copy_from_slice(bytes)
+            });
+            done += part;
+        }
+    }
+
+    /// Copies `data` into the area at `offset` (page by page).
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        let mut done = 0;
+        while done < data.len() {
+            let at = offset + done;
+            let part = (PAGE - at % PAGE).min(data.len() - done);
+            self.with_bytes_mut(at, part, |bytes| {
+                bytes.copy_from_slice(&data[done..done + part])
+            });
+            done += part;
+        }
     }
 }

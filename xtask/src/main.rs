@@ -82,7 +82,7 @@ enum Task {
     /// or with LIBOS_BENCH_HTTP_NET=user, it uses QEMU's user network and says so in every row
     /// (its forward's listen queue of one then shows in the tails).
     Bench {
-        /// One of: boot, footprint, calls, switch, scale, http.
+        /// One of: boot, footprint, calls, switch, scale, http, kv.
         name: Option<String>,
         /// Minimal iterations: check that every benchmark runs and reports.
         #[arg(long)]

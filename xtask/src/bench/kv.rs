@@ -251,7 +251,9 @@ fn durable_bundle() -> Result<Manifest, String> {
 }
 
 /// A fresh data disk for `side`'s durable boot: redis-server's formatted ext4, ours blank (the
-/// kv app keeps its own log on its extent).
+/// kv app keeps its own log on its extent). At integration, ours must be the data disk as the
+/// xtask writes it for the bundle (with its disk table) at the same size; and if the image's own
+/// QEMU command line already attaches it, [`start`] must not add a second one for ours.
 fn fresh_disk(side: Side) -> anyhow::Result<PathBuf> {
     let path = crate::target_dir()
         .join("bench")

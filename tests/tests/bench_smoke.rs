@@ -1,6 +1,7 @@
 //! `cargo xtask bench --smoke`: every benchmark runs against the Linux guest with minimal
-//! iterations (the http one with a second of wrk and 300 ab requests a side, on a tap in a
-//! network namespace when run as root, else on QEMU's user network) and the reports are valid.
+//! iterations (the http one with a second of wrk and 300 ab requests a side, the kv one with a
+//! few thousand redis-benchmark requests a side, on a tap in a network namespace when run as
+//! root, else on QEMU's user network) and the reports are valid.
 //! No timing thresholds: figures are only checked to be present and sane, and targets only to be
 //! reported (met or not).
 
@@ -18,13 +19,20 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
         );
     }
     for row in &report.rows {
-        assert!(
-            row.ours.median.is_finite() && row.ours.median > 0.0,
-            "{row:?}"
-        );
+        // Only a row with the Linux guest's figure may lack ours, and then it says why.
+        match &row.ours {
+            Some(ours) => assert!(ours.median.is_finite() && ours.median > 0.0, "{row:?}"),
+            None => assert!(
+                row.peer.is_some() && row.ours_not_run.is_some() && row.ratio.is_none(),
+                "{row:?}"
+            ),
+        }
         if let Some(peer) = &row.peer {
             assert!(peer.median.is_finite() && peer.median > 0.0, "{row:?}");
-            assert!(row.ratio.is_some_and(f64::is_finite), "{row:?}");
+            assert!(
+                row.ours.is_none() || row.ratio.is_some_and(f64::is_finite),
+                "{row:?}"
+            );
         }
     }
     assert!(
@@ -48,18 +56,40 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
             .any(|row| row.peer.is_some() && row.name.contains("null kcall")),
         "no null kcall vs getpid row"
     );
-    // Six rows carry targets, reported whether met or not: three fixed ones, and the http
-    // rows' three set against nginx (req/s, p99, instructions per request).
-    assert_eq!(
+    // Six rows outside kv carry targets, reported whether met or not: three fixed ones, and
+    // the http rows' three set against nginx (req/s, p99, instructions per request). In kv,
+    // every req/s row with both figures has the floor "ahead of redis-server".
+    let targets = |kv: bool| {
         report
             .rows
             .iter()
-            .filter(|row| row.target.is_some())
-            .count(),
-        6,
-        "{:#?}",
-        report.rows
-    );
+            .filter(|row| (row.group == "kv") == kv && row.target.is_some())
+            .count()
+    };
+    assert_eq!(targets(false), 6, "{:#?}", report.rows);
+    let kv_floors = report
+        .rows
+        .iter()
+        .filter(|row| row.group == "kv" && row.unit == "req/s" && row.ours.is_some())
+        .count();
+    assert_eq!(targets(true), kv_floors, "{:#?}", report.rows);
+    // The kv app against redis-server: in memory, both figures for SET and GET with pipelines
+    // of 16; durable, at least redis-server's (ours joins once the durable kv app is in).
+    for (durability, both_sides) in [("in memory", true), ("durable", false)] {
+        for test in ["SET", "GET"] {
+            for measure in ["requests/s", "p99 latency"] {
+                assert!(
+                    report.rows.iter().any(|row| row.group == "kv"
+                        && row
+                            .name
+                            .contains(&format!("-c30 -P16 {test}, {durability}: {measure}"))
+                        && row.peer.is_some()
+                        && (!both_sides || row.ours.is_some())),
+                    "no kv row for {test} {durability} {measure}"
+                );
+            }
+        }
+    }
     // The http app against nginx in the Linux guest: every compared http row has both figures.
     for measure in [
         "keep-alive: requests/s",
@@ -98,7 +128,7 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
     assert!(markdown.contains(TABLE_HEADER));
     assert_eq!(
         markdown.matches(": met |").count() + markdown.matches(": not met |").count(),
-        6
+        6 + kv_floors
     );
     assert_eq!(
         markdown
@@ -115,10 +145,12 @@ fn the_benchmark_suite_runs_and_writes_valid_reports() {
         .descendants()
         .filter(|node| node.has_tag_name("rect"))
         .count();
-    // Background, two legend swatches, one bar per row and a second for each compared row.
+    // Background, two legend swatches, a bar for each row with our figure and one for each
+    // with the Linux guest's.
     assert_eq!(
         bars,
-        3 + report.rows.len() + report.rows.iter().filter(|row| row.peer.is_some()).count()
+        3 + report.rows.iter().filter(|row| row.ours.is_some()).count()
+            + report.rows.iter().filter(|row| row.peer.is_some()).count()
     );
     let texts: Vec<&str> = document
         .descendants()

@@ -77,12 +77,13 @@ enum Task {
     /// Run the benchmark suite against a Linux guest, or only the benchmark named; writes
     /// target/bench/{results.json,report.md,report.svg}.
     ///
-    /// `http` puts both guests on a tap device in a network namespace of its own (needs root or
-    /// CAP_NET_ADMIN, iproute2 and /dev/net/tun) with wrk, ab and curl inside it; without those,
-    /// or with LIBOS_BENCH_HTTP_NET=user, it uses QEMU's user network and says so in every row
-    /// (its forward's listen queue of one then shows in the tails).
+    /// `http` and `kv` put both guests on a tap device in a network namespace of their own
+    /// (needs root or CAP_NET_ADMIN, iproute2 and /dev/net/tun) with the load tools (wrk, ab,
+    /// curl; redis-benchmark) inside it; without those, or with LIBOS_BENCH_HTTP_NET=user, they
+    /// use QEMU's user network and say so in every row (its forward's listen queue of one then
+    /// shows in the tails).
     Bench {
-        /// One of: boot, footprint, calls, switch, scale, http.
+        /// One of: boot, footprint, calls, switch, scale, http, kv.
         name: Option<String>,
         /// Minimal iterations: check that every benchmark runs and reports.
         #[arg(long)]

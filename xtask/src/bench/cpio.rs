@@ -2,6 +2,7 @@
 //! rather than depend on the `cpio` tool being installed.
 
 /// One entry of the archive.
+#[derive(Debug, Clone, Copy)]
 pub enum Entry<'a> {
     Directory {
         path: &'a str,

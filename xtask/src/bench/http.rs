@@ -77,8 +77,8 @@ const WRK_THREADS: u32 = 2;
 const CONNECTIONS: u32 = 30;
 const LARGE_BYTES: u64 = 16 << 20;
 
-/// The environment variable that picks the network: `user` forces QEMU's user network, `tap`
-/// (or unset) uses a tap when it can be had.
+/// The environment variable that picks the network (of the kv benchmark too): `user` forces
+/// QEMU's user network, `tap` (or unset) uses a tap when it can be had.
 const NETWORK_VARIABLE: &str = "LIBOS_BENCH_HTTP_NET";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +96,9 @@ impl Side {
     }
 }
 
-/// The network both sides get in one run.
+/// The network both sides get in one run (the kv benchmark's too).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Network {
+pub(super) enum Network {
     /// A tap in a network namespace per boot, the clients inside it.
     Tap,
     /// QEMU's user network with a `hostfwd`, because the tap could not be had (why).
@@ -107,7 +107,7 @@ enum Network {
 
 impl Network {
     /// The tap when a namespace with one can be made here (tried once), else the user network.
-    fn choose() -> Network {
+    pub(super) fn choose() -> Network {
         match std::env::var(NETWORK_VARIABLE).as_deref() {
             Ok("user") => {
                 return Network::User {
@@ -204,7 +204,7 @@ impl Drop for Serving {
 }
 
 /// A port free on 127.0.0.1 now (the kernel's pick for port 0).
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
@@ -355,7 +355,7 @@ fn check_page(serving: &Serving) -> anyhow::Result<()> {
 }
 /// Makes sure `program` (from Debian package `package`) is there: installs it with apt-get
 /// when running as root, else fails naming the line to run.
-fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
+pub(super) fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
     let present = || Command::new(program).arg("-V").output().is_ok();
     if present() {
         return Ok(());
@@ -376,12 +376,12 @@ fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
         .status()
         .context("running apt-get")?;
     if !status.success() || !present() {
-        bail!("`{line}` failed; {program} is needed for the http benchmark");
+        bail!("`{line}` failed; {program} is needed for the benchmarks");
     }
     Ok(())
 }
 
-fn run_tool(command: &mut Command, what: &str) -> anyhow::Result<String> {
+pub(super) fn run_tool(command: &mut Command, what: &str) -> anyhow::Result<String> {
     let output = command
         .output()
         .with_context(|| format!("running {what}"))?;
@@ -410,7 +410,7 @@ fn last_lines(text: &str, count: usize) -> String {
 
 /// Runs `measure` once, and once more if it fails: its result if either try gave one, and a
 /// note on every failure (empty when the first try did).
-fn twice<T>(
+pub(super) fn twice<T>(
     what: &str,
     mut measure: impl FnMut() -> anyhow::Result<T>,
 ) -> (Option<T>, Vec<String>) {

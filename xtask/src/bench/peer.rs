@@ -1,13 +1,16 @@
 //! The peer every benchmark is compared with: a Linux guest built from Debian packages only —
 //! the `linux-image-cloud-amd64` kernel, `busybox-static` as its whole userland, a tiny static
 //! program for the call benchmark (`xtask/peer/syscall_bench.c`: a `getpid()` system call and
-//! `clock_gettime(CLOCK_MONOTONIC)` through the vDSO), and `nginx` with its shared libraries —
-//! booted by QEMU with the same machine flags as our images. Built once and cached under
-//! `target/peer/`.
+//! `clock_gettime(CLOCK_MONOTONIC)` through the vDSO), `nginx` and `redis-server` with their
+//! shared libraries — booted by QEMU with the same machine flags as our images. Built once and
+//! cached under `target/peer/`.
 //!
-//! Two initramfs images: `initramfs.cpio` (busybox and the call benchmark) for the boot,
-//! footprint and call benchmarks, so Linux does not pay for unpacking a web server it does not
-//! run there; and `initramfs-nginx.cpio`, the same plus nginx, for the HTTP benchmarks.
+//! Three initramfs images: `initramfs.cpio` (busybox and the call benchmark) for the boot,
+//! footprint and call benchmarks, so Linux does not pay for unpacking servers it does not run
+//! there; `initramfs-nginx.cpio`, the same plus nginx, for the HTTP benchmarks; and
+//! `initramfs-redis.cpio`, the same plus redis-server and the virtio-blk driver, for the
+//! key-value benchmark (its AOF on an ext4 file system on a virtio-blk disk, see
+//! [`make_redis_disk`]).
 
 use super::cpio::{self, Entry};
 use anyhow::{Context, bail};
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when the peer's contents change, so a cached one is rebuilt.
-const PEER_VERSION: &str = "5";
+const PEER_VERSION: &str = "6";
 
 /// The line the guest prints once its init runs: "ready".
 pub const READY_LINE: &str = "LINUX-PEER READY";
@@ -38,6 +41,25 @@ pub const NGINX_SERVED_LINE: &str = "LINUX-PEER NGINX SERVED";
 
 /// What the guest prints once nginx listens on eth0 (`libos.bench=nginx-net`).
 pub const NGINX_LISTENING_LINE: &str = "LINUX-PEER NGINX LISTENING";
+
+/// What the guest prints once redis-server listens on eth0 (`libos.bench=redis-net` and
+/// `libos.bench=redis-net-memory`).
+pub const REDIS_LISTENING_LINE: &str = "LINUX-PEER REDIS LISTENING";
+
+/// What the guest prints in `libos.bench=redis-net` mode once the disk is mounted, followed by
+/// its line of `/proc/mounts` (the file system and its mount options).
+pub const REDIS_DISK_LINE: &str = "LINUX-PEER REDIS DISK";
+
+/// The port redis-server listens on (the kv app's too).
+pub const REDIS_PORT: u16 = 6379;
+
+/// The guest's `/proc/mounts` line for redis's disk, as it printed it after [`REDIS_DISK_LINE`].
+pub fn redis_disk(serial: &str) -> Option<String> {
+    serial.lines().find_map(|line| {
+        let mount = line.split(REDIS_DISK_LINE).nth(1)?.trim();
+        (!mount.is_empty()).then(|| mount.to_owned())
+    })
+}
 
 /// What the guest prints every second in `libos.bench=nginx-net` mode, followed by the `cpu`
 /// line of `/proc/stat` (jiffies of USER_HZ = 100 since boot).
@@ -67,6 +89,10 @@ const NIC_MODULES: &[&str] = &[
     "drivers/net/net_failover.ko",
     "drivers/net/virtio_net.ko",
 ];
+
+/// The module the virtio-blk disk needs beyond [`NIC_MODULES`]' virtio core (the cloud kernel
+/// builds virtio_blk as a module; ext4, jbd2, mbcache and crc32c are built in).
+const DISK_MODULES: &[&str] = &["drivers/block/virtio_blk.ko"];
 
 /// The `cpu` line of `/proc/stat` as the guest printed it after [`STAT_LINE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +131,8 @@ pub struct Peer {
     pub initramfs: PathBuf,
     /// `initramfs` plus nginx and its libraries.
     pub initramfs_nginx: PathBuf,
+    /// `initramfs` plus redis-server, its libraries and the virtio-blk driver.
+    pub initramfs_redis: PathBuf,
     /// The Debian kernel package it came from.
     pub kernel_package: String,
 }
@@ -207,7 +235,10 @@ fn compile_syscall_bench(out: &Path) -> anyhow::Result<()> {
 /// The guest's `/init`: announce readiness, run the benchmark named on the kernel command line
 /// (`libos.bench=calls`, after naming the clocksource), power off; or, for
 /// `libos.bench=nginx-net`, bring up eth0 (10.0.2.15/24, gateway 10.0.2.2) and serve with nginx
-/// until killed, printing the CPU's jiffies every second.
+/// until killed, printing the CPU's jiffies every second; or, for `libos.bench=redis-net`, bring
+/// up eth0 likewise, mount the virtio-blk disk's ext4 at `/data` and serve with redis-server
+/// (`appendonly yes`, `appendfsync always`) until killed; `libos.bench=redis-net-memory` the same
+/// without the disk (`appendonly no`).
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 echo LINUX-PEER READY
@@ -237,6 +268,40 @@ case \"$(/bin/busybox cat /proc/cmdline)\" in
       echo \"LINUX-PEER STAT $cpu\"
       read -t 1 -u 3 nothing
     done ;;
+  *libos.bench=redis-net-memory*|*libos.bench=redis-net*)
+    /bin/busybox mount -t devtmpfs dev /dev
+    for module in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+        failover net_failover virtio_net virtio_blk; do
+      /bin/busybox insmod /lib/modules/$module.ko
+    done
+    /bin/busybox ip link set lo up
+    /bin/busybox ip link set eth0 up
+    /bin/busybox ip addr add 10.0.2.15/24 dev eth0
+    /bin/busybox ip route add default via 10.0.2.2
+    # redis-server warns (and a background save could fail) without overcommit.
+    echo 1 > /proc/sys/vm/overcommit_memory
+    config=/etc/redis/memory.conf
+    case \"$(/bin/busybox cat /proc/cmdline)\" in
+      *libos.bench=redis-net-memory*) ;;
+      *)
+        config=/etc/redis/durable.conf
+        # The virtio-blk disk, formatted ext4 on the host; mounted with the kernel's defaults
+        # (barriers on: an fsync ends in a flush the device must complete).
+        tries=0
+        while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do
+          /bin/busybox sleep 0.1
+          tries=$((tries + 1))
+        done
+        /bin/busybox mount -t ext4 /dev/vda /data &&
+          echo \"LINUX-PEER REDIS DISK $(/bin/busybox grep ' /data ' /proc/mounts)\" ;;
+    esac
+    /usr/bin/redis-server $config &
+    # Listening once /proc/net/tcp has 0.0.0.0:6379 (0x18EB) in state LISTEN (0A).
+    until /bin/busybox grep -q ':18EB 00000000:0000 0A' /proc/net/tcp; do
+      /bin/busybox sleep 0.1
+    done
+    echo LINUX-PEER REDIS LISTENING
+    wait ;;
   *libos.bench=nginx*)
     /bin/busybox mount -t devtmpfs dev /dev
     /bin/busybox ip link set lo up
@@ -259,16 +324,19 @@ pub fn build() -> anyhow::Result<Peer> {
     let kernel = folder.join("vmlinuz");
     let initramfs = folder.join("initramfs.cpio");
     let initramfs_nginx = folder.join("initramfs-nginx.cpio");
+    let initramfs_redis = folder.join("initramfs-redis.cpio");
     if let Ok(text) = std::fs::read_to_string(&stamp)
         && let Some(package) = text.strip_prefix(&format!("{PEER_VERSION} "))
         && kernel.is_file()
         && initramfs.is_file()
         && initramfs_nginx.is_file()
+        && initramfs_redis.is_file()
     {
         return Ok(Peer {
             kernel,
             initramfs,
             initramfs_nginx,
+            initramfs_redis,
             kernel_package: package.trim().to_owned(),
         });
     }
@@ -279,12 +347,12 @@ pub fn build() -> anyhow::Result<Peer> {
     let _ = std::fs::remove_dir_all(&folder);
     let package = kernel_package()?;
     let debs = folder.join("debs");
-    let mut packages = vec![
-        package.clone(),
-        "busybox-static".to_owned(),
-        "nginx".to_owned(),
-    ];
-    packages.extend(library_dependencies("nginx")?);
+    // redis-server's package holds only a link to redis-tools' binary (one program, which
+    // reads its name from argv[0]).
+    let servers = ["nginx", "redis-server", "redis-tools"];
+    let mut packages = vec![package.clone(), "busybox-static".to_owned()];
+    packages.extend(servers.iter().map(|name| (*name).to_owned()));
+    packages.extend(library_dependencies(&servers)?);
     let names: Vec<&str> = packages.iter().map(String::as_str).collect();
     download(&names, &debs)?;
     let root = folder.join("extract");
@@ -329,10 +397,14 @@ pub fn build() -> anyhow::Result<Peer> {
         },
     ];
     std::fs::write(&initramfs, cpio::archive(&base))?;
-    let nginx = NginxFiles::collect(&root)?;
-    let mut with_nginx: Vec<Entry<'_>> = base.into_iter().collect();
+    let nginx = nginx_files(&root)?;
+    let mut with_nginx: Vec<Entry<'_>> = base.to_vec();
     with_nginx.extend(nginx.entries());
     std::fs::write(&initramfs_nginx, cpio::archive(&with_nginx))?;
+    let redis = redis_files(&root)?;
+    let mut with_redis: Vec<Entry<'_>> = base.to_vec();
+    with_redis.extend(redis.entries());
+    std::fs::write(&initramfs_redis, cpio::archive(&with_redis))?;
     std::fs::write(&stamp, format!("{PEER_VERSION} {package}\n"))?;
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&debs);
@@ -340,27 +412,41 @@ pub fn build() -> anyhow::Result<Peer> {
         kernel,
         initramfs,
         initramfs_nginx,
+        initramfs_redis,
         kernel_package: package,
     })
 }
 
-/// The library packages `package` depends on directly (nginx's are libc6, libcrypt1,
-/// libpcre2-8-0, libssl3 and zlib1g; none of those needs more than libc6).
-fn library_dependencies(package: &str) -> anyhow::Result<Vec<String>> {
-    let out = run(
-        Command::new("apt-cache").args(["depends", package]),
-        "apt-cache depends",
-    )?;
-    let mut libraries: Vec<String> = out
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("Depends: "))
-        .filter(|name| name.starts_with("lib") || name.starts_with("zlib"))
-        .map(str::to_owned)
-        .collect();
+/// The library packages `packages` depend on, directly or through other library packages
+/// (nginx's are libc6, libcrypt1, libpcre2-8-0, libssl3 and zlib1g; redis-tools' add libatomic1,
+/// libjemalloc2, liblzf1 and libsystemd0, which brings libcap2, libgcrypt20, liblz4-1, liblzma5,
+/// libzstd1 and libgpg-error0). Only packages named `lib*` or `zlib*` are followed: the servers'
+/// other dependencies (adduser, init scripts) are not needed to run them.
+fn library_dependencies(packages: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut libraries: Vec<String> = Vec::new();
+    let mut wanted: Vec<String> = packages.iter().map(|name| (*name).to_owned()).collect();
+    while let Some(package) = wanted.pop() {
+        let out = run(
+            Command::new("apt-cache").args(["depends", &package]),
+            "apt-cache depends",
+        )?;
+        for name in out
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("Depends: "))
+            .filter(|name| name.starts_with("lib") || name.starts_with("zlib"))
+        {
+            if !libraries.iter().any(|known| known == name) {
+                libraries.push(name.to_owned());
+                wanted.push(name.to_owned());
+            }
+        }
+    }
     libraries.sort();
-    libraries.dedup();
     if libraries.is_empty() {
-        bail!("apt-cache lists no library dependencies for {package}");
+        bail!(
+            "apt-cache lists no library dependencies for {}",
+            packages.join(", ")
+        );
     }
     Ok(libraries)
 }
@@ -387,29 +473,63 @@ http {
 }
 ";
 
-/// nginx, the shared libraries it needs (found through its ELF `DT_NEEDED` entries in the
-/// extracted packages), and the files it expects.
-struct NginxFiles {
-    binary: Vec<u8>,
-    /// (path in the guest, contents)
-    libraries: Vec<(String, Vec<u8>)>,
-    /// The NIC's kernel modules, as (path in the guest: `lib/modules/NAME.ko`, contents).
-    modules: Vec<(String, Vec<u8>)>,
-    page: Vec<u8>,
+/// redis-server's configuration with durability: every write is in the append-only file and
+/// fsynced before it is acknowledged (`appendfsync always`: redis writes and fsyncs the AOF
+/// before replying to the clients of each event-loop pass); no RDB snapshots.
+const REDIS_DURABLE_CONF: &str = "bind 0.0.0.0
+port 6379
+protected-mode no
+daemonize no
+loglevel warning
+logfile \"\"
+save \"\"
+dir /data
+appendonly yes
+appendfsync always
+";
+
+/// redis-server's configuration without durability: in memory only.
+const REDIS_MEMORY_CONF: &str = "bind 0.0.0.0
+port 6379
+protected-mode no
+daemonize no
+loglevel warning
+logfile \"\"
+save \"\"
+dir /tmp
+appendonly no
+";
+
+/// A server program from the extracted packages with what it needs in the guest: the shared
+/// libraries its ELF names (through `DT_NEEDED`, transitively), the dynamic loader, the kernel
+/// modules of its devices, and its own folders and files.
+struct ServerFiles {
+    /// Folders to make, parents first.
+    folders: Vec<&'static str>,
+    /// (path in the guest, contents, executable)
+    files: Vec<(String, Vec<u8>, bool)>,
 }
 
-impl NginxFiles {
-    fn collect(root: &Path) -> anyhow::Result<NginxFiles> {
-        let binary_path = root.join("usr/sbin/nginx");
-        let binary =
-            std::fs::read(&binary_path).context("the nginx package holds no /usr/sbin/nginx")?;
+impl ServerFiles {
+    /// `program` (its path in the extracted packages under `root`) as `guest_path`, with its
+    /// libraries, the loader and the kernel `modules` (paths under `lib/modules/VERSION/kernel/`,
+    /// put in the guest's `lib/modules/NAME.ko`).
+    fn collect(
+        root: &Path,
+        program: &str,
+        guest_path: &str,
+        modules: &[&str],
+    ) -> anyhow::Result<ServerFiles> {
+        let binary_path = root.join(program);
+        let binary = std::fs::read(&binary_path)
+            .with_context(|| format!("no downloaded package holds /{program}"))?;
+        let mut files = vec![(guest_path.to_owned(), binary, true)];
         let folders = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"];
         let mut wanted = vec![binary_path];
-        let mut libraries: Vec<(String, Vec<u8>)> = Vec::new();
         while let Some(object) = wanted.pop() {
             for name in needed_libraries(&object)? {
                 let path = format!("lib/x86_64-linux-gnu/{name}");
-                if libraries.iter().any(|(known, _)| *known == path) {
+                if files.iter().any(|(known, _, _)| *known == path) {
                     continue;
                 }
                 let found = folders
@@ -417,95 +537,134 @@ impl NginxFiles {
                     .map(|folder| root.join(folder).join(&name))
                     .find(|candidate| candidate.exists())
                     .with_context(|| {
-                        format!("nginx needs {name}, which no downloaded package holds")
+                        format!("{program} needs {name}, which no downloaded package holds")
                     })?;
-                libraries.push((path, std::fs::read(&found)?));
+                files.push((path, std::fs::read(&found)?, true));
                 wanted.push(found);
             }
         }
         let loader = std::fs::read(root.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
             .context("libc6 holds no ld-linux-x86-64.so.2")?;
-        libraries.push(("lib64/ld-linux-x86-64.so.2".to_owned(), loader));
+        files.push(("lib64/ld-linux-x86-64.so.2".to_owned(), loader, true));
         let versions = root.join("lib/modules");
         let version = std::fs::read_dir(&versions)
             .with_context(|| format!("the kernel package holds no {}", versions.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .find(|path| path.join("kernel").is_dir())
             .context("the kernel package holds no lib/modules/VERSION/kernel")?;
-        let mut modules = Vec::new();
-        for module in NIC_MODULES {
+        for module in modules {
             let path = version.join("kernel").join(module);
             let name = path.file_name().expect("a file name").to_string_lossy();
-            let guest = format!("lib/modules/{name}");
             let data = std::fs::read(&path).with_context(|| {
                 format!("the kernel package holds no module {}", path.display())
             })?;
-            modules.push((guest, data));
+            files.push((format!("lib/modules/{name}"), data, false));
         }
-        Ok(NginxFiles {
-            binary,
-            libraries,
-            modules,
-            page: served_page(),
+        Ok(ServerFiles {
+            folders: vec![
+                "etc",
+                "lib",
+                "lib/x86_64-linux-gnu",
+                "lib/modules",
+                "lib64",
+                "run",
+                "tmp",
+                "usr",
+                "var",
+            ],
+            files,
         })
     }
 
+    /// Adds `folders` (parents first; those already there are skipped).
+    fn with_folders(mut self, folders: &[&'static str]) -> ServerFiles {
+        for folder in folders {
+            if !self.folders.contains(folder) {
+                self.folders.push(folder);
+            }
+        }
+        self
+    }
+
+    /// Adds a file that is not executable.
+    fn with_file(mut self, path: &str, data: &[u8]) -> ServerFiles {
+        self.files.push((path.to_owned(), data.to_vec(), false));
+        self
+    }
+
     fn entries(&self) -> Vec<Entry<'_>> {
-        let folders = [
-            "etc",
-            "etc/nginx",
-            "lib",
-            "lib/x86_64-linux-gnu",
-            "lib/modules",
-            "lib64",
-            "run",
-            "tmp",
-            "usr",
-            "usr/sbin",
-            "var",
-            "var/lib",
-            "var/lib/nginx",
-            "var/log",
-            "var/log/nginx",
-            "www",
-        ];
-        let mut entries: Vec<Entry<'_>> = folders
-            .into_iter()
+        let mut entries: Vec<Entry<'_>> = self
+            .folders
+            .iter()
             .map(|path| Entry::Directory { path })
             .collect();
-        entries.push(Entry::File {
-            path: "usr/sbin/nginx",
-            data: &self.binary,
-            executable: true,
-        });
-        for (path, data) in &self.libraries {
+        for (path, data, executable) in &self.files {
             entries.push(Entry::File {
                 path,
                 data,
-                executable: true,
-            });
-        }
-        for (path, data) in &self.modules {
-            entries.push(Entry::File {
-                path,
-                data,
-                executable: false,
-            });
-        }
-        for (path, data) in [
-            ("etc/nginx/nginx.conf", NGINX_CONF.as_bytes()),
-            ("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n".as_slice()),
-            ("etc/group", b"root:x:0:\n".as_slice()),
-            ("www/index.html", &self.page),
-        ] {
-            entries.push(Entry::File {
-                path,
-                data,
-                executable: false,
+                executable: *executable,
             });
         }
         entries
     }
+}
+
+/// nginx with its libraries, the NIC's modules, its configuration and the served page.
+fn nginx_files(root: &Path) -> anyhow::Result<ServerFiles> {
+    Ok(
+        ServerFiles::collect(root, "usr/sbin/nginx", "usr/sbin/nginx", NIC_MODULES)?
+            .with_folders(&[
+                "etc/nginx",
+                "usr/sbin",
+                "var/lib",
+                "var/lib/nginx",
+                "var/log",
+                "var/log/nginx",
+                "www",
+            ])
+            .with_file("etc/nginx/nginx.conf", NGINX_CONF.as_bytes())
+            .with_file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
+            .with_file("etc/group", b"root:x:0:\n")
+            .with_file("www/index.html", &served_page()),
+    )
+}
+
+/// redis-server (redis-tools' `redis-check-rdb`, which serves when its name is redis-server)
+/// with its libraries, the NIC's and the disk's modules, its two configurations and the disk's
+/// mount point `/data`.
+fn redis_files(root: &Path) -> anyhow::Result<ServerFiles> {
+    let modules: Vec<&str> = NIC_MODULES.iter().chain(DISK_MODULES).copied().collect();
+    Ok(ServerFiles::collect(
+        root,
+        "usr/bin/redis-check-rdb",
+        "usr/bin/redis-server",
+        &modules,
+    )?
+    .with_folders(&["etc/redis", "usr/bin", "data"])
+    .with_file("etc/redis/durable.conf", REDIS_DURABLE_CONF.as_bytes())
+    .with_file("etc/redis/memory.conf", REDIS_MEMORY_CONF.as_bytes())
+    .with_file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
+    .with_file("etc/group", b"root:x:0:\n"))
+}
+
+/// Writes a fresh raw disk image of `bytes` at `path` with an ext4 file system on the whole
+/// disk (the host's `mkfs.ext4`, from e2fsprogs), every inode table and the journal written at
+/// once, so the guest's kernel starts no lazy initialisation in the background while it is
+/// measured.
+pub fn make_redis_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::File::create(path)?.set_len(bytes)?;
+    run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "redis"])
+            .args(["-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(path),
+        "mkfs.ext4 (e2fsprogs) for redis-server's disk",
+    )?;
+    Ok(())
 }
 
 /// The `DT_NEEDED` names of an ELF file, read with the toolchain's `llvm-readobj`.

@@ -101,6 +101,8 @@ pub enum Bound {
     AtLeast,
     /// Strictly below the bound.
     Below,
+    /// Strictly above the bound ("ahead of").
+    Above,
 }
 
 impl Bound {
@@ -109,6 +111,7 @@ impl Bound {
             Bound::AtMost => value <= bound,
             Bound::AtLeast => value >= bound,
             Bound::Below => value < bound,
+            Bound::Above => value > bound,
         }
     }
 
@@ -117,6 +120,7 @@ impl Bound {
             Bound::AtMost => "≤",
             Bound::AtLeast => "≥",
             Bound::Below => "<",
+            Bound::Above => ">",
         }
     }
 }
@@ -146,7 +150,11 @@ pub struct Row {
     /// What exactly ran and how it was measured.
     pub what: String,
     pub unit: String,
-    pub ours: Stat,
+    /// Our figure; `None` when ours could not be measured yet ([`Row::ours_not_run`] says why).
+    pub ours: Option<Stat>,
+    /// Why our side was not run, in a row that has only the Linux guest's figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ours_not_run: Option<String>,
     /// The Linux guest's figure, where there is a peer for this measure.
     pub peer: Option<Stat>,
     /// ours ÷ peer (medians); below 1 means ours is smaller or faster.
@@ -166,7 +174,7 @@ impl Row {
         ours: Stat,
         peer: Stat,
     ) -> Row {
-        let ratio = (peer.median > 0.0).then(|| ours.median / peer.median);
+        let ratio = (peer.median > 0.0).then_some(ours.median / peer.median);
         Row {
             peer: Some(peer),
             ratio,
@@ -181,10 +189,50 @@ impl Row {
             name: name.into(),
             what: what.into(),
             unit: unit.into(),
-            ours,
+            ours: Some(ours),
+            ours_not_run: None,
             peer: None,
             ratio: None,
             target: None,
+        }
+    }
+
+    /// A measure of the Linux guest whose counterpart on our side was not run, and why (the
+    /// row says so in our column; it has no ratio and no target).
+    pub fn peer_only(
+        group: &str,
+        name: &str,
+        what: &str,
+        unit: &str,
+        peer: Stat,
+        ours_not_run: &str,
+    ) -> Row {
+        Row {
+            group: group.into(),
+            name: name.into(),
+            what: what.into(),
+            unit: unit.into(),
+            ours: None,
+            // One line, and no `|` to break the Markdown table.
+            ours_not_run: Some(
+                ours_not_run
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace('|', "/"),
+            ),
+            peer: Some(peer),
+            ratio: None,
+            target: None,
+        }
+    }
+
+    /// Our column: the figure, or why it was not run.
+    fn ours_cell(&self) -> String {
+        match (&self.ours, &self.ours_not_run) {
+            (Some(ours), _) => ours.show(&self.unit),
+            (None, Some(why)) => format!("not run: {why}"),
+            (None, None) => "not run".to_owned(),
         }
     }
 
@@ -194,19 +242,22 @@ impl Row {
     }
 
     /// The row with a goal relative to the Linux guest's median: ours `kind` `factor` × its.
-    /// A row without the guest's figure gets no target.
+    /// A row without the guest's figure, or without ours, gets no target.
     pub fn with_target_of_peer(self, kind: Bound, factor: f64) -> Row {
         match &self.peer {
-            Some(peer) => {
+            Some(peer) if self.ours.is_some() => {
                 let bound = peer.median * factor;
                 self.with_bound(kind, bound, Some(factor))
             }
-            None => self,
+            _ => self,
         }
     }
 
     fn with_bound(self, kind: Bound, bound: f64, of_peer: Option<f64>) -> Row {
-        let met = kind.met(self.ours.median, bound);
+        let Some(ours) = &self.ours else {
+            return self;
+        };
+        let met = kind.met(ours.median, bound);
         Row {
             target: Some(Target {
                 at_most: bound,
@@ -313,7 +364,7 @@ impl Report {
                 "| {} | {} | {} | {} | {} | {} |",
                 row.group,
                 row.name,
-                row.ours.show(&row.unit),
+                row.ours_cell(),
                 row.peer
                     .as_ref()
                     .map_or("—".to_owned(), |peer| peer.show(&row.unit)),
@@ -365,7 +416,8 @@ impl Report {
         for row in &self.rows {
             let largest = row
                 .ours
-                .median
+                .as_ref()
+                .map_or(0.0, |ours| ours.median)
                 .max(row.peer.as_ref().map_or(0.0, |peer| peer.median))
                 .max(row.target.as_ref().map_or(0.0, |target| target.at_most))
                 .max(f64::MIN_POSITIVE);
@@ -374,6 +426,7 @@ impl Report {
             match row.ratio {
                 Some(ratio) => notes.push(format!("ours ÷ Linux = {ratio:.3}×")),
                 None if row.peer.is_none() => notes.push("libos only: no Linux counterpart".into()),
+                None if row.ours.is_none() => notes.push("libos not run".into()),
                 None => {}
             }
             if let Some(target) = &row.target {
@@ -394,20 +447,31 @@ impl Report {
                 top + 29.0,
                 escape(&notes.join(" · "))
             );
-            let mut bars = vec![(OURS_COLOUR, &row.ours)];
+            // Ours first (a row whose side was not run says so in place of its bar).
+            let ours_label = match &row.ours {
+                Some(ours) => ours.show_with(&row.unit, false),
+                None => "libos: not run (the report says why)".to_owned(),
+            };
+            let mut bars: Vec<(&str, Option<&Stat>, String)> =
+                vec![(OURS_COLOUR, row.ours.as_ref(), ours_label)];
             if let Some(peer) = &row.peer {
-                bars.push((PEER_COLOUR, peer));
+                bars.push((PEER_COLOUR, Some(peer), peer.show_with(&row.unit, false)));
             }
-            for (index, (colour, stat)) in bars.iter().enumerate() {
+            for (index, (colour, stat, label)) in bars.iter().enumerate() {
                 let y = top + 36.0 + 18.0 * index as f64;
-                let length = scaled(stat.median);
+                let length = stat.map_or(0.0, |stat| scaled(stat.median));
+                if stat.is_some() {
+                    let _ = write!(
+                        out,
+                        "<rect x=\"{left}\" y=\"{y:.0}\" width=\"{length:.1}\" height=\"14\" fill=\"{colour}\"/>"
+                    );
+                }
                 let _ = writeln!(
                     out,
-                    "<rect x=\"{left}\" y=\"{y:.0}\" width=\"{length:.1}\" height=\"14\" fill=\"{colour}\"/>\
-                     <text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                    "<text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
                     left + length + 4.0,
                     y + 11.0,
-                    escape(&stat.show_with(&row.unit, false))
+                    escape(label)
                 );
             }
             if let Some(target) = &row.target {
@@ -571,13 +635,58 @@ mod tests {
     }
 
     #[test]
+    fn a_row_whose_side_was_not_run_says_why_and_draws_only_the_peer() {
+        let row = Row::peer_only(
+            "kv",
+            "SET durable",
+            "w",
+            "req/s",
+            Stat::single(1000.0),
+            "pending: a.toml:3: unknown\n  field | `disk`",
+        )
+        .with_target_of_peer(Bound::Above, 1.0);
+        assert_eq!(row.target, None, "no target without our figure");
+        let mut report = report();
+        report.rows = vec![row];
+        let text = report.markdown();
+        assert!(
+            text.contains(
+                "| kv | SET durable | not run: pending: a.toml:3: unknown field / `disk` | \
+                 1000 req/s | — | — |"
+            ),
+            "{text}"
+        );
+        let svg = report.svg();
+        assert_eq!(svg.matches(&format!("fill=\"{OURS_COLOUR}\"")).count(), 1);
+        assert_eq!(svg.matches(&format!("fill=\"{PEER_COLOUR}\"")).count(), 2);
+        assert!(svg.contains("libos: not run"));
+        let json = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.rows[0].ours, None);
+        assert_eq!(
+            back.rows[0].ours_not_run.as_deref(),
+            Some("pending: a.toml:3: unknown field / `disk`")
+        );
+        let ahead = Row::compared(
+            "kv",
+            "r",
+            "w",
+            "req/s",
+            Stat::single(1000.0),
+            Stat::single(1000.0),
+        )
+        .with_target_of_peer(Bound::Above, 1.0);
+        assert_eq!(ahead.target_cell(), "> 1× Linux = 1000 req/s: not met");
+    }
+
+    #[test]
     fn a_partial_run_keeps_the_other_benchmarks_rows() {
         let folder = std::env::temp_dir().join(format!("libos-report-{}", std::process::id()));
         let full = report();
         full.write(&folder, false).unwrap();
         let mut partial = report();
         partial.rows.retain(|row| row.group == "scale");
-        partial.rows[0].ours = Stat::single(512.0);
+        partial.rows[0].ours = Some(Stat::single(512.0));
         partial.write(&folder, true).unwrap();
         let merged: Report =
             serde_json::from_str(&std::fs::read_to_string(folder.join("results.json")).unwrap())
@@ -585,7 +694,7 @@ mod tests {
         assert_eq!(merged.rows.len(), 3);
         assert_eq!(merged.rows[0].group, "boot");
         assert_eq!(merged.rows[1].group, "calls");
-        assert_eq!(merged.rows[2].ours.median, 512.0);
+        assert_eq!(merged.rows[2].ours.as_ref().map(|s| s.median), Some(512.0));
         let _ = std::fs::remove_dir_all(folder);
     }
 }

@@ -207,7 +207,8 @@ impl fmt::Display for DiskImageError {
 impl std::error::Error for DiskImageError {}
 
 impl fmt::Display for DiskImage {
-    /// `disk image target/disks/default.img (1 extent, 64 MiB): kept, with its data`
+    /// `disk image target/disks/default.img (1 extent, 64 MiB): kept, with its data` (the size
+    /// is the extents', without the table's 4 KiB).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             DiskState::Created => "created empty",
@@ -220,7 +221,7 @@ impl fmt::Display for DiskImage {
             self.path.display(),
             self.extents,
             if self.extents == 1 { "" } else { "s" },
-            human(self.bytes)
+            human(self.bytes - TABLE_BYTES as u64)
         )
     }
 }
@@ -522,7 +523,7 @@ mod tests {
         assert_eq!(
             image.to_string(),
             format!(
-                "disk image {} (2 extents, 3076 KiB): created empty",
+                "disk image {} (2 extents, 3 MiB): created empty",
                 path.display()
             )
         );

@@ -2,9 +2,10 @@
 //! boot it with the serial console captured, and hand the output to the test's assertions.
 
 pub use lite_abi::exit::ImageOutcome;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 pub use xtask::bundle::Protocol;
+pub use xtask::disk::{DiskImage, DiskState};
 pub use xtask::image::Firmware;
 use xtask::qemu::RunningQemu;
 pub use xtask::qemu::{Injection, PortForward, RunOptions, RunOutput, UserNetwork};
@@ -116,8 +117,9 @@ pub fn boot_networked(name: &str, firmware: Firmware) -> NetworkedImage {
     boot_networked_with(name, firmware, &RunOptions::default())
 }
 
-/// Like [`boot_networked`], with QEMU options (another `-m`, a monitor; `options.network`
-/// gives the pcap file, its forwards are replaced by the bundle's).
+/// Like [`boot_networked`], with QEMU options (another `-m`, a monitor, a disk image in
+/// `options.disk`, see [`TestDisk`]; `options.network` gives the pcap file, its forwards are
+/// replaced by the bundle's).
 pub fn boot_networked_with(name: &str, firmware: Firmware, options: &RunOptions) -> NetworkedImage {
     let (manifest, disk_copy) = private_image(name, firmware);
     let mut network = UserNetwork::for_bundle(&manifest)
@@ -472,6 +474,12 @@ pub struct TapImage {
 
 /// Boots bundle `name` on a tap; returns once the console shows its first line.
 pub fn boot_on_tap(name: &str, firmware: Firmware) -> TapImage {
+    boot_on_tap_with(name, firmware, &RunOptions::default())
+}
+
+/// Like [`boot_on_tap`], with QEMU options (another `-m`, a disk image in `options.disk`;
+/// `options.tap` is replaced by the namespace's tap).
+pub fn boot_on_tap_with(name: &str, firmware: Firmware, options: &RunOptions) -> TapImage {
     let namespace = xtask::qemu::TapNamespace::create(std::net::Ipv4Addr::new(10, 0, 2, 2), 24)
         .unwrap_or_else(|error| {
             panic!("this test needs a tap in a network namespace (CAP_NET_ADMIN): {error}")
@@ -494,7 +502,7 @@ pub fn boot_on_tap(name: &str, firmware: Firmware) -> TapImage {
     let profile = xtask::qemu::Profile::for_firmware(firmware).unwrap();
     let options = RunOptions {
         tap: Some(namespace.network()),
-        ..RunOptions::default()
+        ..options.clone()
     };
     let command = xtask::qemu::command(&profile, &disk_copy, &options).unwrap();
     let mut qemu = RunningQemu::spawn(namespace.exec(&command)).unwrap();
@@ -555,5 +563,78 @@ impl Drop for TapImage {
         // when its own value drops, after this.
         self.qemu = None;
         let _ = std::fs::remove_file(&self.disk_copy);
+    }
+}
+
+/// Makes a new empty disk image for bundle `bundle` at `folder/BUNDLE.img` (replacing one there)
+/// and returns its path, for [`RunOptions::disk`]; panics if the bundle has no app with
+/// `[app.disk]`. The file is the caller's: no helper removes it, so boots on it one after
+/// another see what the earlier ones wrote (see [`TestDisk`] for a folder of the test's own).
+pub fn fresh_disk_for(bundle: &str, folder: &Path) -> PathBuf {
+    let manifest = xtask::bundle::load(&xtask::bundle::find(bundle).unwrap()).unwrap();
+    let path = folder.join(format!("{bundle}.img"));
+    DiskImage::prepare(&manifest, &path, true)
+        .unwrap_or_else(|error| panic!("making a disk image for bundle {bundle:?}: {error:#}"))
+        .unwrap_or_else(|| panic!("bundle {bundle:?} has no app with [app.disk]"))
+        .path
+}
+
+/// A new empty disk image for one test, in a folder of that test's own under
+/// `target/test-disks/` (tests run in parallel, and several may boot one bundle), kept across
+/// every boot that uses [`TestDisk::options`] and removed when the value drops. A boot killed
+/// mid-write ([`NetworkedImage::stop`] kills QEMU with SIGKILL: a power cut for the guest)
+/// leaves the file as the host had it; the next boot on it sees what was flushed.
+///
+/// For example, with a `kv` app that keeps its data on its disk:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use system_tests::{Firmware, TestDisk, boot_networked_with};
+///
+/// let disk = TestDisk::new("kv", "kv_survives_a_power_cut");
+/// let mut image = boot_networked_with("kv", Firmware::Bios, &disk.options());
+/// image.wait_for_serial("kv: listening", Duration::from_secs(90));
+/// // ... write through the forwarded port ...
+/// image.stop(); // SIGKILL, no shutdown
+/// let mut again = boot_networked_with("kv", Firmware::Bios, &disk.options());
+/// again.wait_for_serial("kv: listening", Duration::from_secs(90));
+/// // ... read it back ...
+/// ```
+pub struct TestDisk {
+    folder: PathBuf,
+    path: PathBuf,
+}
+
+impl TestDisk {
+    /// A fresh disk image for bundle `bundle` in `target/test-disks/PID-TEST/`; panics if the
+    /// bundle has no app with `[app.disk]`.
+    pub fn new(bundle: &str, test: &str) -> TestDisk {
+        let folder = xtask::target_dir()
+            .join("test-disks")
+            .join(format!("{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = fresh_disk_for(bundle, &folder);
+        TestDisk { folder, path }
+    }
+
+    /// The disk image's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// QEMU options that attach the disk image (the rest default); add others with
+    /// `RunOptions { memory: ..., ..disk.options() }`.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            disk: Some(self.path.clone()),
+            ..RunOptions::default()
+        }
+    }
+}
+
+impl Drop for TestDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
     }
 }

@@ -47,6 +47,29 @@
 //! with one MAC, IPv4 or IPv6 address, two forwards of one protocol and host port (across the
 //! bundle; TCP and UDP on one port are fine), two forwards of one app to one protocol and guest
 //! port, and ring sizes that are not a power of two from 8 to 1024.
+//!
+//! # Storage: `[app.disk]`
+//!
+//! An app with an `[app.disk]` table gets an extent of the image's one disk (a modern
+//! virtio-blk device) for its own file system in libos; kernel-lite binds the app to the extent
+//! the disk table at sector 0 names for it and checks every request against it, so an app can
+//! only ever reach its own sectors. `cargo xtask run` keeps the disk in a file,
+//! `target/disks/BUNDLE.img`, and lays the extents out in manifest order (see [`crate::disk`]).
+//!
+//! ```toml
+//! [app.disk]
+//! size = "64 MiB"            # required: the extent, whole 4 KiB blocks, 1 MiB to 1 TiB
+//! queue = 32                 # requests in flight: a power of two, 1 to 64 (default 32)
+//! request = "32 KiB"         # largest request: a power of two, 4 KiB to 64 KiB (default 32 KiB)
+//! ```
+//!
+//! The request ring lives in the app's slot beside its heap: a 4 KiB header page and `queue`
+//! buffers of `request` bytes (1 MiB + 4 KiB with the defaults), mapped at boot and charged to
+//! the app like the frame rings of `[app.net]`. Refused, each with its line and a fix: a size
+//! that is missing, below 1 MiB, above 1 TiB or not whole 4 KiB blocks, a queue that is not a
+//! power of two up to 64, a request that is not a power of two from 4 KiB to 64 KiB, unknown
+//! keys, and more apps with a disk than the disk table has entries for
+//! ([`disk::MAX_EXTENTS`]).
 
 use lite_abi::bundle::{
     AppSpec, MAX_HEAP_BYTES, MAX_STACK_BYTES, MIN_HEAP_BYTES, RestartPolicy, shares_an_address,
@@ -62,6 +85,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+
+pub mod disk;
 
 /// A checked manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +217,7 @@ struct RawApp {
     restart: Option<Spanned<String>>,
     restart_limit: Option<Spanned<i64>>,
     net: Option<Spanned<RawNet>>,
+    disk: Option<Spanned<disk::RawDisk>>,
 }
 
 /// `[app.net]` as written; see the module docs.
@@ -233,13 +259,16 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "KiB" | "K" => 1 << 10,
         "MiB" | "M" => 1 << 20,
         "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
         _ => return None,
     };
     number.checked_mul(scale)
 }
 
-fn human(bytes: u64) -> String {
+/// `bytes` in the largest binary unit that divides it: "64 MiB", "1 TiB", "1049088 bytes".
+pub fn human(bytes: u64) -> String {
     match bytes {
+        b if b >= 1 << 40 && b % (1 << 40) == 0 => format!("{} TiB", b >> 40),
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
         b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
@@ -754,14 +783,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let checker = Checker { file, text };
     let raw: RawManifest = toml::from_str(text).map_err(|error| {
         let problem = error.message().trim().to_owned();
+        let disk_fix = format!("in [app.disk] use only the keys {}", disk::KEYS);
         let fix = if problem.contains("unknown field") && problem.contains("`ipv4`") {
             "in [app.net] use only the keys ipv4, gateway, dns, ipv6, gateway6, mac, forward, \
              rx-ring, tx-ring, max-sockets, socket-buffer"
+        } else if problem.contains("unknown field") && problem.contains("`queue`") {
+            &disk_fix
         } else if problem.contains("unknown field") {
-            "use only the keys name, program, memory, stack, log, restart, restart-limit, and an \
-             [app.net] table"
+            "use only the keys name, program, memory, stack, log, restart, restart-limit, and \
+             [app.net] and [app.disk] tables"
         } else if problem.contains("expected a sequence") {
             "`forward` is a list, e.g. forward = [\"tcp:8080:80\"]"
+        } else if problem.contains("missing field `size`") {
+            "every [app.disk] needs `size`, e.g. size = \"64 MiB\""
         } else if problem.contains("missing field") {
             "every [[app]] needs at least `name` and `memory`"
         } else {
@@ -879,6 +913,23 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         if let Some(net) = &net {
             check_against_earlier_apps(&checker, net, &apps, &nets)?;
         }
+        let disk = match &raw_app.disk {
+            Some(raw_disk) => {
+                if apps.iter().filter(|app| app.disk.is_some()).count() == disk::MAX_EXTENTS {
+                    return Err(checker.error(
+                        Some(raw_disk.span()),
+                        format!(
+                            "app '{name}' is one app with [app.disk] too many: the disk table \
+                             holds at most {} extents",
+                            disk::MAX_EXTENTS
+                        ),
+                        "split the apps with disks over several bundles",
+                    ));
+                }
+                Some(checker.disk(raw_disk)?)
+            }
+            None => None,
+        };
         apps.push(App {
             name,
             program,
@@ -887,7 +938,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
             log_level,
             restart,
             net: net.as_ref().map(|net| net.config),
-            disk: None,
+            disk,
             forwards: net
                 .as_ref()
                 .map(|net| net.forwards.clone())
@@ -1032,7 +1083,7 @@ pub fn features(manifest: &Manifest) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    fn check(text: &str) -> Result<Manifest, ManifestError> {
+    pub(super) fn check(text: &str) -> Result<Manifest, ManifestError> {
         parse(Path::new("bundles/x.toml"), text)
     }
 
@@ -1072,7 +1123,7 @@ mod tests {
         assert_eq!(manifest.apps[0].log_level, 4);
     }
 
-    fn refused(text: &str) -> ManifestError {
+    pub(super) fn refused(text: &str) -> ManifestError {
         check(text).expect_err("manifest should be refused")
     }
 
@@ -1470,6 +1521,9 @@ socket-buffer = "16 KiB"
         assert_eq!(parse_size("1MiB"), Some(1 << 20));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("1 TB"), None);
+        assert_eq!(parse_size("1 TiB"), Some(1 << 40));
+        assert_eq!(human(1 << 40), "1 TiB");
+        assert_eq!(human(3 << 20), "3 MiB");
         assert_eq!(parse_size("99999999999999 GiB"), None);
     }
 }

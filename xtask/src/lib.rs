@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bundle;
 pub mod compile;
+pub mod disk;
 pub mod host_packages;
 pub mod image;
 pub mod programs;

@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use xtask::bundle::{self, Manifest};
+use xtask::disk::DiskImage;
 use xtask::image::{self, Firmware};
 use xtask::qemu::{self, Profile, RunOptions, UserNetwork};
 
@@ -61,8 +62,17 @@ enum Task {
         /// needs an app with [app.net].
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
+        /// Starts the bundle's disk image anew, empty (its data is lost); needed after the
+        /// manifest's [app.disk] tables changed. Needs an app with [app.disk].
+        #[arg(long)]
+        fresh_disk: bool,
+        /// Uses FILE as the disk image instead of target/disks/BUNDLE.img (made when missing),
+        /// e.g. to run two copies of a bundle. Needs an app with [app.disk].
+        #[arg(long, value_name = "FILE")]
+        disk: Option<PathBuf>,
     },
-    /// Write the BIOS and UEFI raw images and a qcow2 under target/images/BUNDLE/.
+    /// Write the BIOS and UEFI raw images and a qcow2 under target/images/BUNDLE/, and for a
+    /// bundle with [app.disk] a blank disk image, disk-blank.img (written anew each time).
     Image {
         #[command(flatten)]
         bundle: BundleChoice,
@@ -120,9 +130,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             memory,
             port_offset,
             pcap,
+            fresh_disk,
+            disk,
         } => {
             qemu::ensure_installed()?;
             let manifest = bundle.load()?;
+            // Before the (slow) build: a disk that no longer fits the manifest is refused now.
+            let disk_path = disk
+                .clone()
+                .unwrap_or_else(|| xtask::disk::default_path(&manifest));
+            let disk_image = DiskImage::prepare(&manifest, &disk_path, fresh_disk)?;
+            if disk_image.is_none() && (disk.is_some() || fresh_disk) {
+                bail!(
+                    "{}: bundle '{}' has no app with [app.disk], so the image has no disk",
+                    if fresh_disk { "--fresh-disk" } else { "--disk" },
+                    manifest.name
+                );
+            }
             let network = match (UserNetwork::for_bundle(&manifest), pcap) {
                 (None, Some(_)) => bail!(
                     "--pcap: bundle '{}' has no app with [app.net], so the image has no NIC",
@@ -140,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 network.check_host_ports_free()?;
             }
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
-            let (built, disk) = xtask::boot_image(&manifest, firmware)?;
+            let (built, boot_disk) = xtask::boot_image(&manifest, firmware)?;
             let profile = Profile::for_firmware(firmware)?;
             if let Some(network) = &network {
                 network.check_host_ports_free()?; // again: the build took a while
@@ -151,14 +175,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("xtask: frames through the NIC go to {}", pcap.display());
                 }
             }
+            if let Some(disk_image) = &disk_image {
+                eprintln!("xtask: {disk_image}");
+            }
             let options = RunOptions {
                 interactive: true,
                 gdb,
                 memory,
                 network,
+                disk: disk_image.map(|disk_image| disk_image.path),
                 ..RunOptions::default()
             };
-            let mut command = qemu::command(&profile, &disk, &options)?;
+            let mut command = qemu::command(&profile, &boot_disk, &options)?;
             eprintln!(
                 "xtask: booting bundle '{}' ({} app(s)) on {} [{}]; Ctrl-A X quits",
                 manifest.name,
@@ -192,6 +220,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for path in [bios, uefi, qcow2] {
                 let bytes = std::fs::metadata(&path)?.len();
                 println!("{} ({} KiB)", path.display(), bytes / 1024);
+            }
+            // A template, not a run's disk: copy it before attaching it, since the next
+            // `cargo xtask image` writes it anew.
+            let blank = built.folder.join("disk-blank.img");
+            if let Some(disk_image) = DiskImage::prepare(&manifest, &blank, true)? {
+                println!(
+                    "{} ({} blank, sparse; a data disk to copy and attach as virtio-blk)",
+                    disk_image.path.display(),
+                    xtask::bundle::human(disk_image.bytes)
+                );
             }
             Ok(())
         }

@@ -141,6 +141,9 @@ pub struct RunOptions {
     /// A NIC on a tap device instead ([`TapNetwork`]; QEMU must then run in the tap's network
     /// namespace, see [`TapNamespace::exec`]). [`command`] refuses options with both networks.
     pub tap: Option<TapNetwork>,
+    /// A disk image attached as the machine's virtio-blk disk ([`disk_args`]), made or checked
+    /// by [`crate::disk::DiskImage::prepare`]; `None` adds no disk.
+    pub disk: Option<PathBuf>,
 }
 
 /// The MAC of the virtio-net NIC itself. The apps send and receive with their own MACs (see
@@ -338,6 +341,24 @@ fn nic_args(netdev: String, pcap: Option<&Path>) -> Vec<String> {
         "virtio-net-pci,netdev=net0,disable-legacy=on,mac={NIC_MAC}"
     ));
     args
+}
+
+/// QEMU's options for the image's data disk: the raw file `path` as one modern-only
+/// virtio-blk-pci device (`disable-legacy=on`: PCI 1af4:1042, the virtio 1.x interface
+/// kernel-lite drives). The drive is `if=none`, so only that device sees it, and the firmware
+/// never boots from it (it has no boot sector either). QEMU's default cache mode, writeback,
+/// makes a guest's flush an fdatasync of the file on the host: what the guest flushed survives
+/// QEMU being killed.
+pub fn disk_args(path: &Path) -> Vec<String> {
+    vec![
+        "-drive".to_owned(),
+        format!(
+            "file={},if=none,id=disk0,format=raw",
+            qemu_option_value(&path.to_string_lossy())
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=disk0,disable-legacy=on".to_owned(),
+    ]
 }
 
 /// The same NIC as on the user network ([`UserNetwork::args`]: virtio-net-pci, modern only, the
@@ -601,6 +622,9 @@ fn machine(profile: &Profile, options: &RunOptions) -> Command {
     }
     if let Some(tap) = &options.tap {
         command.args(tap.args());
+    }
+    if let Some(disk) = &options.disk {
+        command.args(disk_args(disk));
     }
     command
 }
@@ -1084,6 +1108,41 @@ mod tests {
         assert!(
             linux.contains(&"tap,id=net0,ifname=tap4194304-999,script=no,downscript=no".into())
         );
+    }
+
+    #[test]
+    fn a_disk_is_a_modern_virtio_blk_device_before_the_boot_drive() {
+        assert_eq!(
+            disk_args(Path::new("/tmp/a,b.img")),
+            [
+                "-drive",
+                "file=/tmp/a,,b.img,if=none,id=disk0,format=raw",
+                "-device",
+                "virtio-blk-pci,drive=disk0,disable-legacy=on",
+            ]
+        );
+        let options = RunOptions {
+            disk: Some(PathBuf::from("/tmp/disks/default.img")),
+            ..RunOptions::default()
+        };
+        let image = Path::new("/tmp/bios.img");
+        let line = args(&command(&profile(), image, &options).unwrap());
+        let at = line
+            .iter()
+            .position(|arg| arg == "file=/tmp/disks/default.img,if=none,id=disk0,format=raw")
+            .unwrap();
+        assert_eq!(line[at + 2], "virtio-blk-pci,drive=disk0,disable-legacy=on");
+        // The boot drive stays last, and nothing else changes.
+        assert_eq!(line[line.len() - 1], "format=raw,file=/tmp/bios.img");
+        let mut without = line.clone();
+        without.drain(at - 1..at + 3);
+        assert_eq!(
+            without,
+            args(&command(&profile(), image, &RunOptions::default()).unwrap())
+        );
+        let kernel = Path::new("/tmp/vmlinuz");
+        let linux = args(&linux_command(&profile(), kernel, kernel, "quiet", &options).unwrap());
+        assert!(linux.contains(&"virtio-blk-pci,drive=disk0,disable-legacy=on".to_owned()));
     }
 
     #[test]

@@ -387,23 +387,6 @@ impl TapNetwork {
     }
 }
 
-/// QEMU's options for a data disk: the raw image file at `path` as one modern-only virtio-blk
-/// PCI device (`-drive file=PATH,if=none,id=disk0,format=raw` and `-device
-/// virtio-blk-pci,drive=disk0,disable-legacy=on`). QEMU's default cache mode (writeback) stays:
-/// the guest's writes may sit in the host's page cache, and a flush the guest sends becomes an
-/// `fdatasync` of the file on the host, so data a guest has flushed is on the host's disk.
-pub fn disk_args(path: &Path) -> Vec<String> {
-    vec![
-        "-drive".to_owned(),
-        format!(
-            "file={},if=none,id=disk0,format=raw",
-            qemu_option_value(&path.display().to_string())
-        ),
-        "-device".to_owned(),
-        "virtio-blk-pci,drive=disk0,disable-legacy=on".to_owned(),
-    ]
-}
-
 /// The prefix of the network namespaces [`TapNamespace::create`] makes; the process id follows.
 const NAMESPACE_PREFIX: &str = "libos-tap-";
 
@@ -978,19 +961,6 @@ mod tests {
             .get_args()
             .map(|arg| arg.to_string_lossy().into_owned())
             .collect()
-    }
-
-    #[test]
-    fn a_data_disk_is_one_modern_virtio_blk_device_on_a_raw_file() {
-        assert_eq!(
-            disk_args(Path::new("/tmp/a,b.img")),
-            [
-                "-drive",
-                "file=/tmp/a,,b.img,if=none,id=disk0,format=raw",
-                "-device",
-                "virtio-blk-pci,drive=disk0,disable-legacy=on",
-            ]
-        );
     }
 
     #[test]

@@ -45,10 +45,6 @@ const CONNECTIONS: u32 = 30;
 /// The size of the data disk both guests get in the durable runs.
 const DISK_BYTES: u64 = 256 << 20;
 
-/// The durable bundle: `apps/bundles/bench-kv.toml` once `[app.disk]` parses in this tree (the
-/// shipped-bundles test loads every manifest there); until then it waits in this folder.
-const PENDING_BUNDLES: &str = "apps/bundles-pending";
-
 /// One redis-benchmark setting: the pipeline depth and the requests per test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Load {
@@ -233,12 +229,7 @@ impl Serving {
 /// path relative to the workspace, without the suggested fix).
 fn durable_bundle() -> Result<Manifest, String> {
     let root = crate::workspace_root();
-    let path = match bundle::find(Durability::Durable.bundle()) {
-        Ok(path) => path,
-        Err(_) => root
-            .join(PENDING_BUNDLES)
-            .join(format!("{}.toml", Durability::Durable.bundle())),
-    };
+    let path = bundle::find(Durability::Durable.bundle()).map_err(|error| format!("{error:#}"))?;
     let mut manifest = bundle::load(&path).map_err(|error| {
         let text = format!("{error:#}").replace(&format!("{}/", root.display()), "");
         match text.split_once(" fix:") {
@@ -250,20 +241,19 @@ fn durable_bundle() -> Result<Manifest, String> {
     Ok(manifest)
 }
 
-/// A fresh data disk for `side`'s durable boot: redis-server's formatted ext4, ours blank (the
-/// kv app keeps its own log on its extent). At integration, ours must be the data disk as the
-/// xtask writes it for the bundle (with its disk table) at the same size; and if the image's own
-/// QEMU command line already attaches it, [`start`] must not add a second one for ours.
-fn fresh_disk(side: Side) -> anyhow::Result<PathBuf> {
+/// A fresh data disk for `side`: ext4 for redis-server; for ours, the bundle's disk image
+/// (its disk table, every extent blank), made anew.
+fn fresh_disk(side: Side, ours: Option<&Manifest>) -> anyhow::Result<PathBuf> {
     let path = crate::target_dir()
         .join("bench")
         .join(format!("kv-disk-{}.img", side.file_name()));
+    std::fs::create_dir_all(path.parent().expect("under target/bench"))?;
     match side {
         Side::Linux => peer::make_redis_disk(&path, DISK_BYTES)?,
         Side::Ours => {
-            let _ = std::fs::remove_file(&path);
-            std::fs::create_dir_all(path.parent().expect("under target/bench"))?;
-            std::fs::File::create(&path)?.set_len(DISK_BYTES)?;
+            let manifest = ours.context("no bundle for the kv app")?;
+            crate::disk::DiskImage::prepare(manifest, &path, true)?
+                .with_context(|| format!("bundle {} has no [app.disk]", manifest.name))?;
         }
     }
     Ok(path)
@@ -344,7 +334,7 @@ fn start(
         }
     };
     if durability == Durability::Durable {
-        command.args(qemu::disk_args(&fresh_disk(side)?));
+        command.args(qemu::disk_args(&fresh_disk(side, ours)?));
     }
     let command = match &namespace {
         Some(namespace) => namespace.exec(&command),
@@ -819,10 +809,7 @@ mod tests {
 
     #[test]
     fn a_side_not_run_gives_rows_with_redis_figures_and_the_reason() {
-        let why =
-            "pending integration of the durable kv app: apps/bundles-pending/bench-kv.toml:22: \
-                   unknown field `disk`"
-                .to_owned();
+        let why = "the image did not serve: kv: cannot open its disk".to_owned();
         let rows = durability_rows(
             Durability::Durable,
             &FULL,
@@ -844,21 +831,13 @@ mod tests {
     }
 
     #[test]
-    fn the_durable_bundle_waits_for_its_manifest_key_or_parses() {
-        // Either this tree parses [app.disk] (the integrated one) or the reason names the key.
-        match durable_bundle() {
-            Ok(manifest) => {
-                assert_eq!(manifest.apps.len(), 1);
-                assert_eq!(manifest.apps[0].name, "kv");
-            }
-            Err(error) => {
-                assert!(error.contains("disk"), "{error}");
-                assert!(!error.contains(" fix:"), "{error}");
-                assert!(
-                    error.starts_with("apps/bundles-pending/bench-kv.toml:"),
-                    "{error}"
-                );
-            }
-        }
+    fn the_durable_bundle_parses() {
+        let manifest = durable_bundle().unwrap();
+        assert_eq!(manifest.apps.len(), 1);
+        assert_eq!(manifest.apps[0].name, "kv");
+        assert_eq!(
+            manifest.apps[0].disk.map(|disk| disk.bytes),
+            Some(DISK_BYTES)
+        );
     }
 }

@@ -108,16 +108,22 @@ impl Volume {
     /// The whole contents of the file at `path`.
     pub fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let mut file = self.open(path)?;
-        let mut contents = Vec::new();
-        file.read_to_end(&mut contents)?;
+        // One buffer of the whole length, so neighbouring blocks are read in large requests.
+        let mut contents = ::alloc::vec![0u8; file.metadata()?.len() as usize];
+        let mut done = 0;
+        while done < contents.len() {
+            match file.read(&mut contents[done..])? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        contents.truncate(done);
         Ok(contents)
     }
 
     /// The whole contents of the file at `path`, as text; `InvalidData` when not UTF-8.
     pub fn read_to_string(&self, path: &str) -> io::Result<String> {
-        let mut contents = String::new();
-        self.open(path)?.read_to_string(&mut contents)?;
-        Ok(contents)
+        String::from_utf8(self.read(path)?).map_err(|_| io::Error::new(ErrorKind::InvalidData))
     }
 
     /// Moves `from` to `to`, atomically replacing a file (or an empty directory, when a

@@ -1,0 +1,1 @@
+//! Power cuts at every point of recorded workloads.

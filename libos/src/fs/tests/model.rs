@@ -1,0 +1,1 @@
+//! Random workloads against a model.

@@ -199,16 +199,23 @@ impl VolumeState {
     }
 }
 
-/// Whether the extent is blank: its first blocks and its last block all zero. (Reading a
-/// whole multi-GiB extent would be too slow; every format we know of, ours included, writes
-/// its signature there.)
+/// Whether the extent is blank: its first blocks and its last block all zero, or holding
+/// only the first checkpoint of a format a power cut interrupted before its superblock.
+/// (Reading a whole multi-GiB extent would be too slow; every format we know of, ours
+/// included, writes its signature there.)
 fn is_blank(device: &mut dyn BlockDevice, block_count: u64) -> Result<bool, MountError> {
     let probe = BLANK_PROBE_BLOCKS.min(block_count);
     let mut data = vec![0u8; probe as usize * BLOCK_BYTES];
     device.read(0, &mut data)?;
     let mut last = vec![0u8; BLOCK_BYTES];
     device.read(block_count - 1, &mut last)?;
-    Ok(data.iter().chain(&last).all(|byte| *byte == 0))
+    Ok(data
+        .chunks(BLOCK_BYTES)
+        .chain([last.as_slice()])
+        .all(|block| {
+            block.iter().all(|byte| *byte == 0)
+                || CheckpointHeader::decode(block).is_some_and(|header| header.generation == 1)
+        }))
 }
 
 /// Reads and checks the checkpoint chain: every block's magic, CRC, generation and place in
@@ -255,8 +262,14 @@ fn read_checkpoint(
 
 /// Replays the journal records after the checkpoint into `tree`, in sequence order, until
 /// the first that is missing, torn or stale. Returns where the next record goes and its
-/// sequence number. A record that fails its checksum while a later one is intact is damage,
-/// not a torn tail, and is reported.
+/// sequence number.
+///
+/// The last record's commit may have been cut before its flush: the record can be on disk
+/// whole while some of the data it names is not. So the data blocks the last record points
+/// at are checked against the CRCs it holds, and if any fails, that commit did not happen
+/// and the record is left out. (Every earlier record was followed by its flush, or the next
+/// record would not exist.) A record that fails its checksum while a later one is intact is
+/// damage, not a torn tail, and is reported.
 fn replay(
     device: &mut dyn BlockDevice,
     superblock: &Superblock,
@@ -265,6 +278,7 @@ fn replay(
     let first = superblock.journal_first;
     let limit = first + superblock.journal_blocks;
     let mut window = ReadAhead::new();
+    let mut chain: Vec<(u64, RecordHeader)> = Vec::new();
     let mut position = 0;
     let mut seq = superblock.journal_start_seq;
     while position < superblock.journal_blocks {
@@ -273,17 +287,22 @@ fn replay(
         else {
             break;
         };
-        let damaged = MountError::BadJournal {
-            seq,
-            block: first + position,
-        };
-        let data = window.blocks(device, first + position, header.blocks as u64, limit)?;
-        let ops = decode_ops(header.payload(data)).map_err(|_| damaged)?;
-        for op in ops {
-            apply(tree, op, superblock.block_count).map_err(|_| damaged)?;
-        }
+        chain.push((position, header));
         position += header.blocks as u64;
         seq += 1;
+    }
+    if let Some((last, header)) = chain.last().copied() {
+        let data = window.blocks(device, first + last, header.blocks as u64, limit)?;
+        let damaged = MountError::BadJournal {
+            seq: header.seq,
+            block: first + last,
+        };
+        let ops = decode_ops(header.payload(data)).map_err(|_| damaged)?;
+        if !commit_data_landed(device, &ops, superblock.block_count)? {
+            chain.pop();
+            position = last;
+            seq -= 1;
+        }
     }
     // Nothing after the end may be a newer intact record.
     for later in position + 1..superblock.journal_blocks {
@@ -294,7 +313,49 @@ fn replay(
             });
         }
     }
+    for (at, header) in chain {
+        let damaged = MountError::BadJournal {
+            seq: header.seq,
+            block: first + at,
+        };
+        let data = window.blocks(device, first + at, header.blocks as u64, limit)?;
+        let ops = decode_ops(header.payload(data)).map_err(|_| damaged)?;
+        for op in ops {
+            apply(tree, op, superblock.block_count).map_err(|_| damaged)?;
+        }
+    }
     Ok((position, seq))
+}
+
+/// Whether every data block the `ops` of one record point at holds what the record says
+/// (read in runs of neighbouring blocks).
+fn commit_data_landed(
+    device: &mut dyn BlockDevice,
+    ops: &[super::journal::Op],
+    block_count: u64,
+) -> Result<bool, MountError> {
+    let mut blocks: Vec<(u64, u32)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            super::journal::Op::FileState { updates, .. } => Some(updates),
+            _ => None,
+        })
+        .flatten()
+        .filter(|(_, block)| !block.is_hole())
+        .map(|(_, block)| (block.disk as u64, block.crc))
+        .collect();
+    blocks.sort_unstable();
+    if blocks.iter().any(|(place, _)| *place >= block_count) {
+        return Ok(false);
+    }
+    let mut window = ReadAhead::new();
+    for (place, crc) in blocks {
+        let data = window.blocks(device, place, 1, block_count)?;
+        if super::layout::crc32c(data) != crc {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The header of the record at `block` if one is there whose sequence number `wanted`

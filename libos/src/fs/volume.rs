@@ -10,8 +10,9 @@
 //!   block is written twice between two flushes either, and the device's reordering within
 //!   an epoch cannot matter.
 //! - A commit writes the data blocks and the record (which holds their CRCs) together and
-//!   then flushes once: a record that reaches the disk whole names only data that passes its
-//!   checksums, and a torn record fails its own CRC and simply ends the replay.
+//!   then flushes once. A torn record fails its own CRC and simply ends the replay; a whole
+//!   record whose data did not all land (the cut came before the flush) is recognized on
+//!   mount by checking the last record's data against those CRCs, and is left out too.
 //! - The old checkpoint's blocks are freed only after the superblock that supersedes it is
 //!   flushed, and the journal restarts only then.
 

@@ -23,7 +23,10 @@ fn files_are_written_read_sought_and_cut() {
     file.write_all(b"there").unwrap();
     assert_eq!(volume.read_to_string("notes.txt").unwrap(), "hello, there");
     assert_eq!(file.seek(SeekFrom::End(-5)).unwrap(), 7);
-    assert_eq!(kind(file.seek(SeekFrom::Current(-8))), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(file.seek(SeekFrom::Current(-8))),
+        ErrorKind::InvalidInput
+    );
     // Writing past the end leaves a gap of zeros.
     file.seek(SeekFrom::Start(10_000)).unwrap();
     file.write_all(b"!").unwrap();
@@ -46,16 +49,46 @@ fn files_are_written_read_sought_and_cut() {
 fn open_options_follow_std() {
     let (volume, _) = fresh(1024);
     assert_eq!(kind(volume.open("missing")), ErrorKind::NotFound);
-    assert_eq!(kind(OpenOptions::new().open_on(&volume, "x")), ErrorKind::InvalidInput);
-    assert_eq!(kind(OpenOptions::new().read(true).create(true).open_on(&volume, "x")), ErrorKind::InvalidInput);
-    let mut new = OpenOptions::new().write(true).create_new(true).open_on(&volume, "log").unwrap();
+    assert_eq!(
+        kind(OpenOptions::new().open_on(&volume, "x")),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(
+            OpenOptions::new()
+                .read(true)
+                .create(true)
+                .open_on(&volume, "x")
+        ),
+        ErrorKind::InvalidInput
+    );
+    let mut new = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open_on(&volume, "log")
+        .unwrap();
     new.write_all(b"one ").unwrap();
-    assert_eq!(kind(OpenOptions::new().write(true).create_new(true).open_on(&volume, "log")), ErrorKind::AlreadyExists);
-    let mut append = OpenOptions::new().append(true).open_on(&volume, "log").unwrap();
+    assert_eq!(
+        kind(
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open_on(&volume, "log")
+        ),
+        ErrorKind::AlreadyExists
+    );
+    let mut append = OpenOptions::new()
+        .append(true)
+        .open_on(&volume, "log")
+        .unwrap();
     new.write_all(b"two ").unwrap();
     append.write_all(b"three").unwrap();
     assert_eq!(volume.read("log").unwrap(), b"one two three");
-    OpenOptions::new().write(true).truncate(true).open_on(&volume, "log").unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open_on(&volume, "log")
+        .unwrap();
     assert_eq!(volume.metadata("log").unwrap().len(), 0);
     volume.create_dir("dir").unwrap();
     assert_eq!(kind(volume.open("dir")), ErrorKind::IsADirectory);
@@ -68,7 +101,11 @@ fn names_are_checked() {
     let (volume, _) = fresh(1024);
     let long = "x".repeat(MAX_NAME_BYTES + 1);
     for bad in ["a//b", ".", "a/..", "nul\0", long.as_str()] {
-        assert_eq!(kind(volume.write(bad, b"x")), ErrorKind::InvalidFilename, "{bad:?}");
+        assert_eq!(
+            kind(volume.write(bad, b"x")),
+            ErrorKind::InvalidFilename,
+            "{bad:?}"
+        );
     }
     volume.write(&"y".repeat(MAX_NAME_BYTES), b"ok").unwrap();
     volume.write("/rooted", b"1").unwrap();
@@ -84,18 +121,31 @@ fn directories_are_made_listed_and_removed() {
     volume.create_dir_all("a/b/c/").unwrap();
     volume.write("a/b/file", b"123").unwrap();
     assert_eq!(kind(volume.create_dir("a/b")), ErrorKind::AlreadyExists);
-    assert_eq!(kind(volume.create_dir_all("a/b/file/x")), ErrorKind::NotADirectory);
+    assert_eq!(
+        kind(volume.create_dir_all("a/b/file/x")),
+        ErrorKind::NotADirectory
+    );
     let entries: Vec<(String, bool, u64)> = volume
         .read_dir("a/b")
         .unwrap()
         .map(|entry| {
             let entry = entry.unwrap();
-            (entry.file_name(), entry.file_type().unwrap().is_dir(), entry.metadata().unwrap().len())
+            (
+                entry.file_name(),
+                entry.file_type().unwrap().is_dir(),
+                entry.metadata().unwrap().len(),
+            )
         })
         .collect();
-    assert_eq!(entries, [("c".to_string(), true, 0), ("file".to_string(), false, 3)]);
+    assert_eq!(
+        entries,
+        [("c".to_string(), true, 0), ("file".to_string(), false, 3)]
+    );
     assert_eq!(kind(volume.remove_dir("a/b")), ErrorKind::DirectoryNotEmpty);
-    assert_eq!(kind(volume.remove_dir("a/b/file")), ErrorKind::NotADirectory);
+    assert_eq!(
+        kind(volume.remove_dir("a/b/file")),
+        ErrorKind::NotADirectory
+    );
     assert_eq!(kind(volume.remove_file("a/b/c")), ErrorKind::IsADirectory);
     assert_eq!(kind(volume.read_dir("a/b/file")), ErrorKind::NotADirectory);
     volume.remove_file("a/b/file").unwrap();
@@ -103,7 +153,10 @@ fn directories_are_made_listed_and_removed() {
     volume.remove_dir("a/b").unwrap();
     assert!(!volume.exists("a/b"));
     assert!(volume.try_exists("a").unwrap());
-    assert_eq!(kind(volume.try_exists("a/../b")), ErrorKind::InvalidFilename);
+    assert_eq!(
+        kind(volume.try_exists("a/../b")),
+        ErrorKind::InvalidFilename
+    );
     assert_eq!(kind(volume.remove_dir("/")), ErrorKind::InvalidInput);
 }
 
@@ -119,8 +172,14 @@ fn rename_replaces_files_and_moves_directories() {
     assert_eq!(kind(old_handle.metadata()), ErrorKind::NotFound);
     volume.create_dir_all("d/e").unwrap();
     assert_eq!(kind(volume.rename("d", "d/e/f")), ErrorKind::InvalidInput);
-    assert_eq!(kind(volume.rename("d", "snapshot")), ErrorKind::NotADirectory);
-    assert_eq!(kind(volume.rename("snapshot", "d")), ErrorKind::IsADirectory);
+    assert_eq!(
+        kind(volume.rename("d", "snapshot")),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind(volume.rename("snapshot", "d")),
+        ErrorKind::IsADirectory
+    );
     volume.rename("snapshot", "d/e/kept").unwrap();
     volume.rename("d", "moved").unwrap();
     // Renames are durable on return: a remount without sync sees them.
@@ -156,7 +215,10 @@ fn a_sync_costs_one_flush_and_few_writes() {
         log.sync_all().unwrap();
     }
     let after = volume.stats();
-    let (flushes, writes) = (after.flushes - before.flushes, after.write_requests - before.write_requests);
+    let (flushes, writes) = (
+        after.flushes - before.flushes,
+        after.write_requests - before.write_requests,
+    );
     let checkpoints = after.checkpoints - before.checkpoints;
     // One flush per sync, plus one more per checkpoint; a data block and a record per sync.
     assert_eq!(flushes, 100 + checkpoints, "{after:?}");
@@ -173,7 +235,10 @@ fn large_writes_go_out_in_large_requests() {
     volume.write("big", pattern(4 << 20, 9)).unwrap();
     volume.sync().unwrap();
     let after = volume.stats();
-    assert!(after.write_requests - before.write_requests <= 12, "{after:?}");
+    assert!(
+        after.write_requests - before.write_requests <= 12,
+        "{after:?}"
+    );
     let reads = volume.stats().read_requests;
     assert_eq!(volume.read("big").unwrap(), pattern(4 << 20, 9));
     assert!(volume.stats().read_requests - reads <= 8);
@@ -184,7 +249,9 @@ fn thousands_of_files_in_one_directory() {
     let (volume, disk) = fresh(8192);
     volume.create_dir("many").unwrap();
     for i in 0..3000 {
-        volume.write(&format!("many/file-{i:05}"), format!("{i}")).unwrap();
+        volume
+            .write(&format!("many/file-{i:05}"), format!("{i}"))
+            .unwrap();
     }
     volume.sync().unwrap();
     for i in (0..3000).step_by(2) {
@@ -193,7 +260,11 @@ fn thousands_of_files_in_one_directory() {
     volume.sync().unwrap();
     drop(volume);
     let volume = Volume::mount(disk.fork()).unwrap();
-    let names: Vec<String> = volume.read_dir("many").unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<String> = volume
+        .read_dir("many")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1500);
     assert_eq!(volume.read_to_string("many/file-02999").unwrap(), "2999");
 }
@@ -240,7 +311,10 @@ fn a_full_volume_says_storage_full_and_recovers_after_removal() {
         files += 1;
     }
     assert!(files >= 5, "{files}");
-    assert_eq!(kind(volume.sync().and_then(|()| volume.write("more", &chunk))), ErrorKind::StorageFull);
+    assert_eq!(
+        kind(volume.sync().and_then(|()| volume.write("more", &chunk))),
+        ErrorKind::StorageFull
+    );
     for i in 0..files {
         volume.remove_file(&format!("f{i}")).unwrap();
     }

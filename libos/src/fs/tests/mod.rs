@@ -112,16 +112,39 @@ pub(super) fn try_snapshot(volume: &Volume) -> io::Result<Snapshot> {
 #[derive(Debug, Clone)]
 pub(super) enum Step {
     /// Writes `len` bytes made from `seed` at `offset` (creating the file).
-    Write { path: &'static str, offset: u64, len: usize, seed: u8 },
+    Write {
+        path: &'static str,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
     /// Appends `len` bytes made from `seed` (creating the file).
-    Append { path: &'static str, len: usize, seed: u8 },
-    SetLen { path: &'static str, len: u64 },
-    Remove { path: &'static str },
-    CreateDir { path: &'static str },
-    RemoveDir { path: &'static str },
-    Rename { from: &'static str, to: &'static str },
+    Append {
+        path: &'static str,
+        len: usize,
+        seed: u8,
+    },
+    SetLen {
+        path: &'static str,
+        len: u64,
+    },
+    Remove {
+        path: &'static str,
+    },
+    CreateDir {
+        path: &'static str,
+    },
+    RemoveDir {
+        path: &'static str,
+    },
+    Rename {
+        from: &'static str,
+        to: &'static str,
+    },
     /// Opens the file and calls `sync_all`.
-    SyncFile { path: &'static str },
+    SyncFile {
+        path: &'static str,
+    },
     Sync,
     Checkpoint,
 }
@@ -129,28 +152,47 @@ pub(super) enum Step {
 impl Step {
     /// Whether the step commits (everything is durable when it returns successfully).
     pub fn commits(&self) -> bool {
-        matches!(self, Step::Rename { .. } | Step::SyncFile { .. } | Step::Sync | Step::Checkpoint)
+        matches!(
+            self,
+            Step::Rename { .. } | Step::SyncFile { .. } | Step::Sync | Step::Checkpoint
+        )
     }
 }
 
 /// Bytes of a write: a pattern that differs by seed and by position.
 pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).rotate_left(3) ^ (i >> 8) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).rotate_left(3) ^ (i >> 8) as u8)
+        .collect()
 }
 
 /// Runs `step` on `volume`.
 pub(super) fn run_step(volume: &Volume, step: &Step) -> Result<(), ErrorKind> {
     let result: io::Result<()> = (|| match step {
-        Step::Write { path, offset, len, seed } => {
-            let mut file = OpenOptions::new().write(true).create(true).open_on(volume, path)?;
+        Step::Write {
+            path,
+            offset,
+            len,
+            seed,
+        } => {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open_on(volume, path)?;
             file.seek(SeekFrom::Start(*offset))?;
             file.write_all(&pattern(*len, *seed))
         }
         Step::Append { path, len, seed } => {
-            let mut file = OpenOptions::new().append(true).create(true).open_on(volume, path)?;
+            let mut file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open_on(volume, path)?;
             file.write_all(&pattern(*len, *seed))
         }
-        Step::SetLen { path, len } => OpenOptions::new().write(true).open_on(volume, path)?.set_len(*len),
+        Step::SetLen { path, len } => OpenOptions::new()
+            .write(true)
+            .open_on(volume, path)?
+            .set_len(*len),
         Step::Remove { path } => volume.remove_file(path),
         Step::CreateDir { path } => volume.create_dir(path),
         Step::RemoveDir { path } => volume.remove_dir(path),
@@ -191,7 +233,12 @@ fn has_children(model: &Snapshot, path: &str) -> bool {
 /// Runs `step` on the model, predicting the volume's result.
 pub(super) fn model_step(model: &mut Snapshot, step: &Step) -> Result<(), ErrorKind> {
     match step {
-        Step::Write { path, offset, len, seed } => {
+        Step::Write {
+            path,
+            offset,
+            len,
+            seed,
+        } => {
             let file = model_file(model, path, true)?;
             let end = *offset as usize + len;
             if file.len() < end {
@@ -253,7 +300,9 @@ pub(super) fn model_step(model: &mut Snapshot, step: &Step) -> Result<(), ErrorK
             match (moving_dir, model.get(*to)) {
                 (true, Some(Entry::File(_))) => return Err(ErrorKind::NotADirectory),
                 (false, Some(Entry::Dir)) => return Err(ErrorKind::IsADirectory),
-                (true, Some(Entry::Dir)) if has_children(model, to) => return Err(ErrorKind::DirectoryNotEmpty),
+                (true, Some(Entry::Dir)) if has_children(model, to) => {
+                    return Err(ErrorKind::DirectoryNotEmpty);
+                }
                 _ => {}
             }
             let moved: Vec<(String, Entry)> = model
@@ -278,7 +327,11 @@ pub(super) fn model_step(model: &mut Snapshot, step: &Step) -> Result<(), ErrorK
 }
 
 /// The file at `path` in the model, made when `create`.
-fn model_file<'m>(model: &'m mut Snapshot, path: &str, create: bool) -> Result<&'m mut Vec<u8>, ErrorKind> {
+fn model_file<'m>(
+    model: &'m mut Snapshot,
+    path: &str,
+    create: bool,
+) -> Result<&'m mut Vec<u8>, ErrorKind> {
     check_parents(model, path)?;
     match model.get(path) {
         Some(Entry::Dir) => return Err(ErrorKind::IsADirectory),

@@ -196,7 +196,9 @@ impl Tree {
     /// for the root itself.
     pub fn parent_of<'p>(&self, components: &[&'p str]) -> Result<(u64, &'p str), FsError> {
         let (name, parents) = components.split_last().ok_or(FsError::InvalidInput)?;
-        Ok((self.lookup(parents)?, name))
+        let parent = self.lookup(parents)?;
+        self.dir(parent)?;
+        Ok((parent, name))
     }
 
     /// Makes an empty file or directory `inode` named `name` in `parent`.

@@ -1,5 +1,6 @@
 //! I/O traits and errors with std's names. The app's console is a writer here; the network's
-//! sockets (`net`) are async and report the same [`Error`] kinds.
+//! sockets (`net`) are async and report the same [`Error`] kinds; files (`fs`) are readers,
+//! writers and seekers.
 
 use core::fmt;
 
@@ -33,8 +34,26 @@ pub enum ErrorKind {
     OutOfMemory,
     /// The operation is not available here (no network binding, no such protocol).
     Unsupported,
-    /// The thing looked for does not exist (a host name that does not resolve).
+    /// The thing looked for does not exist (a host name that does not resolve, a file).
     NotFound,
+    /// The thing to be made exists already (a file opened with `create_new`).
+    AlreadyExists,
+    /// A path component that must be a directory is not one.
+    NotADirectory,
+    /// The operation needs a file but the path names a directory.
+    IsADirectory,
+    /// A directory to be removed (or replaced) still has entries.
+    DirectoryNotEmpty,
+    /// The storage (the app's disk extent) has no room left.
+    StorageFull,
+    /// A file name is not acceptable (empty, `.`, `..`, a NUL, too long).
+    InvalidFilename,
+    /// Stored data is damaged (a checksum does not match) or is not what was expected.
+    InvalidData,
+    /// A file would grow past the largest size the file system allows.
+    FileTooLarge,
+    /// Any other error (the storage device reported a failure).
+    Other,
 }
 
 /// An I/O error.
@@ -78,6 +97,15 @@ impl fmt::Display for Error {
             ErrorKind::OutOfMemory => f.write_str("out of memory (socket limit reached)"),
             ErrorKind::Unsupported => f.write_str("unsupported"),
             ErrorKind::NotFound => f.write_str("not found"),
+            ErrorKind::AlreadyExists => f.write_str("already exists"),
+            ErrorKind::NotADirectory => f.write_str("not a directory"),
+            ErrorKind::IsADirectory => f.write_str("is a directory"),
+            ErrorKind::DirectoryNotEmpty => f.write_str("directory not empty"),
+            ErrorKind::StorageFull => f.write_str("no storage space"),
+            ErrorKind::InvalidFilename => f.write_str("invalid file name"),
+            ErrorKind::InvalidData => f.write_str("invalid (damaged) data"),
+            ErrorKind::FileTooLarge => f.write_str("file too large"),
+            ErrorKind::Other => f.write_str("other error (device failure)"),
         }
     }
 }
@@ -126,6 +154,72 @@ pub trait Write {
                 .error
                 .unwrap_or(Error::new(ErrorKind::FormatterError))
         })
+    }
+}
+
+/// A byte source, like `std::io::Read`.
+pub trait Read {
+    /// Reads some bytes into `buf`, returning how many (0 at the end).
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
+
+    /// Fills all of `buf`; `UnexpectedEof` when the source ends first.
+    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf)? {
+                0 => return Err(Error::new(ErrorKind::UnexpectedEof)),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends everything up to the end to `out`, returning how many bytes that was.
+    fn read_to_end(&mut self, out: &mut alloc::vec::Vec<u8>) -> Result<usize> {
+        let start = out.len();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.read(&mut chunk)? {
+                0 => return Ok(out.len() - start),
+                n => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Appends everything up to the end to `out`; `InvalidData` (and `out` unchanged) when
+    /// it is not UTF-8.
+    fn read_to_string(&mut self, out: &mut alloc::string::String) -> Result<usize> {
+        let mut bytes = alloc::vec::Vec::new();
+        let n = self.read_to_end(&mut bytes)?;
+        let text = core::str::from_utf8(&bytes).map_err(|_| Error::new(ErrorKind::InvalidData))?;
+        out.push_str(text);
+        Ok(n)
+    }
+}
+
+/// Where a seek goes, like `std::io::SeekFrom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekFrom {
+    /// This many bytes from the start.
+    Start(u64),
+    /// This many bytes from the end (may be negative).
+    End(i64),
+    /// This many bytes from the current position (may be negative).
+    Current(i64),
+}
+
+/// A cursor that can move, like `std::io::Seek`.
+pub trait Seek {
+    /// Moves the cursor, returning its new position from the start; `InvalidInput` before 0.
+    fn seek(&mut self, position: SeekFrom) -> Result<u64>;
+
+    /// Moves the cursor back to the start.
+    fn rewind(&mut self) -> Result<()> {
+        self.seek(SeekFrom::Start(0)).map(|_| ())
+    }
+
+    /// The cursor's position from the start.
+    fn stream_position(&mut self) -> Result<u64> {
+        self.seek(SeekFrom::Current(0))
     }
 }
 

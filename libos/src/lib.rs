@@ -20,6 +20,7 @@ pub mod console;
 pub mod diag;
 #[cfg(all(target_os = "none", feature = "deliberate-faults"))]
 pub mod faults;
+pub mod fs;
 pub mod io;
 pub mod logger;
 pub mod mem;

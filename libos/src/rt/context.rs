@@ -33,6 +33,9 @@ pub struct AppContext {
     net: core::cell::OnceCell<
         Result<alloc::boxed::Box<crate::net::AppNetStack>, crate::net::NetError>,
     >,
+    /// The app's file system volume, mounted on first use from its disk extent.
+    #[cfg(target_os = "none")]
+    fs: core::cell::OnceCell<Result<crate::fs::Volume, crate::fs::MountError>>,
 }
 
 /// An app's heap usage, in bytes.
@@ -65,6 +68,8 @@ impl AppContext {
             executor: core::cell::OnceCell::new(),
             #[cfg(target_os = "none")]
             net: core::cell::OnceCell::new(),
+            #[cfg(target_os = "none")]
+            fs: core::cell::OnceCell::new(),
         }
     }
 
@@ -123,6 +128,25 @@ impl AppContext {
         });
         match net {
             Ok(stack) => Ok(stack),
+            Err(error) => Err((*error).into()),
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+impl AppContext {
+    /// The app's file system volume (see [`crate::fs`]), mounted on first use: formatted
+    /// when the extent is blank, refused (and the reason logged) when it is not a volume.
+    pub fn fs(&'static self) -> crate::io::Result<&'static crate::fs::Volume> {
+        let volume = self.fs.get_or_init(|| {
+            let volume = crate::sys::blk::open_disk().and_then(crate::fs::Volume::mount_boxed);
+            if let Err(error) = &volume {
+                log::error!("fs: cannot mount the app's volume: {error}");
+            }
+            volume
+        });
+        match volume {
+            Ok(volume) => Ok(volume),
             Err(error) => Err((*error).into()),
         }
     }

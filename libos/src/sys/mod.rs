@@ -6,6 +6,7 @@
 //! `task`), and the deliberate faults only through `faults`, behind a cargo feature.
 #![cfg(target_os = "none")]
 
+pub(crate) mod blk;
 mod context;
 mod entry;
 mod heap;

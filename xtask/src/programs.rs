@@ -35,6 +35,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("echo", "echo"),
     ("kv", "kv"),
     ("net-probe", "selftest"),
+    ("disk-probe", "selftest"),
     ("spoofer", "selftest"),
     ("net-crasher", "selftest"),
     ("ring-scribbler", "selftest"),

@@ -72,4 +72,6 @@ libos::user_image! {
     "net-crasher" => selftest::net_crasher,
     #[cfg(feature = "selftest")]
     "ring-scribbler" => selftest::ring_scribbler,
+    #[cfg(feature = "selftest")]
+    "disk-probe" => selftest::disk_probe::main,
 }

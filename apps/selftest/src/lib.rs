@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+pub mod disk_probe;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use libos::faults::{self, PrivilegedInstruction};

@@ -116,8 +116,14 @@ impl Disk {
         if !features.contains(Features::VERSION_1) {
             return Err(DiskError::NotModern);
         }
+        // The capacity is a u64 at offset 0, read as two words: the transport only promises
+        // 4-byte alignment.
         let capacity = transport
-            .read_config_space::<u64>(0)
+            .read_consistent(|| {
+                let low = transport.read_config_space::<u32>(0)?;
+                let high = transport.read_config_space::<u32>(4)?;
+                Ok(u64::from(low) | (u64::from(high) << 32))
+            })
             .map_err(DiskError::Device)?;
         let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false)
             .map_err(DiskError::Device)?;

@@ -78,6 +78,12 @@ pub fn net_flush() -> Result<u64, KcallError> {
     KcallError::decode(kcall4(Kcall::NetFlush as u64, 0, 0, 0, 0))
 }
 
+/// Asks kernel-lite to start the requests waiting on the app's block ring; how many it took,
+/// or why it took none (no disk binding, for one).
+pub fn blk_kick() -> Result<u64, KcallError> {
+    KcallError::decode(kcall4(Kcall::BlkKick as u64, 0, 0, 0, 0))
+}
+
 /// Reports a fault the app detected itself; kernel-lite ends the app.
 pub fn report_fault(kind: ReportedFault, message: &[u8]) -> ! {
     kcall4(

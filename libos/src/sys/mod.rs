@@ -19,7 +19,9 @@ mod panic;
 pub use context::{app_info, current_context, install_context};
 #[cfg(feature = "deliberate-faults")]
 pub use kcall::raw_kcall;
-pub use kcall::{console_write, exit, net_flush, null_kcall, wait, wait_until, yield_now};
+pub use kcall::{
+    blk_kick, console_write, exit, net_flush, null_kcall, wait, wait_until, yield_now,
+};
 pub use net::AppRingMemory;
 
 use lite_abi::layout::{INFO_MAGIC, INFO_PAGE_ADDR, InfoPage};

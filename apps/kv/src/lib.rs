@@ -24,6 +24,9 @@ pub mod persist;
 pub mod resp;
 pub mod store;
 
+#[cfg(test)]
+mod test_support;
+
 #[cfg(target_os = "none")]
 mod server;
 

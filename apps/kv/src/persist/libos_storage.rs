@@ -5,9 +5,9 @@
 //! `persist.rs`), once libos has `fs` and `time::SystemTime`; see the seams at the top of
 //! `server.rs`. The files live in the app's root directory, all named `kv-*`.
 //!
-//! libos's file calls block until the device is done, so `sync` returning means durable.
-//! The [`Storage`] contract also asks that `rename` and `remove` be durable on return: that is
-//! libos's file system's promise to keep (there is no directory sync in std's API).
+//! libos's file calls block until the device is done. `File::sync_all` and `fs::rename`
+//! commit everything done on the volume so far and are durable on return, which is what the
+//! [`Storage`] contract asks. An app without a disk gets `Unsupported` from the volume.
 
 use super::storage::{Storage, StorageError};
 use alloc::format;
@@ -51,7 +51,7 @@ impl LibosStorage {
             let file = OpenOptions::new()
                 .append(true)
                 .create(true)
-                .open(path(name))
+                .open(&path(name))
                 .map_err(storage_error)?;
             self.open_file = Some((String::from(name), file));
         }
@@ -82,7 +82,7 @@ impl Storage for LibosStorage {
     }
 
     fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        match libos::fs::read(path(name)) {
+        match libos::fs::read(&path(name)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
             Err(error) => Err(storage_error(error)),
@@ -100,12 +100,12 @@ impl Storage for LibosStorage {
     fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError> {
         self.forget(from);
         self.forget(to);
-        libos::fs::rename(path(from), path(to)).map_err(storage_error)
+        libos::fs::rename(&path(from), &path(to)).map_err(storage_error)
     }
 
     fn remove(&mut self, name: &str) -> Result<(), StorageError> {
         self.forget(name);
-        match libos::fs::remove_file(path(name)) {
+        match libos::fs::remove_file(&path(name)) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
             Err(error) => Err(storage_error(error)),

@@ -8,7 +8,9 @@
 //!   of that file returns `Ok`.
 //! - `sync` makes everything appended to the file so far durable.
 //! - `rename` replaces `to` with `from` atomically, and is durable when it returns (a crash
-//!   leaves either the old `to` or the new one); `remove` is durable when it returns too.
+//!   leaves either the old `to` or the new one).
+//! - `remove` need not be durable: persistence removes only files whose return after a crash
+//!   recovery ignores (the temporary file, older generations).
 //! - Any error leaves what was durable before the call durable.
 
 use alloc::string::String;
@@ -48,7 +50,7 @@ pub trait Storage {
     fn sync(&mut self, name: &str) -> Result<(), StorageError>;
     /// Atomically replaces `to` with `from`; durable on return.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError>;
-    /// Removes `name` if it exists; durable on return.
+    /// Removes `name` if it exists (see the module docs on durability).
     fn remove(&mut self, name: &str) -> Result<(), StorageError>;
 }
 

@@ -73,7 +73,7 @@ impl Storage for LibosStorage {
     fn list(&mut self) -> Result<Vec<String>, StorageError> {
         let mut names = Vec::new();
         for entry in libos::fs::read_dir(DIRECTORY).map_err(storage_error)? {
-            let name = String::from(entry.map_err(storage_error)?.file_name());
+            let name = entry.map_err(storage_error)?.file_name();
             if name.starts_with("kv-") {
                 names.push(name);
             }

@@ -12,11 +12,17 @@
 //! After a protocol error the connection answers `-ERR Protocol error: ...` and closes: what
 //! follows cannot be framed. `QUIT` is answered `+OK`, then the connection closes. Once the
 //! peer has closed its side, the complete requests still buffered are answered first.
+//!
+//! For group commit ([`crate::commit`]) the connection remembers which replies of the
+//! current output belong to writes, so that if their batch fails to reach the disk
+//! [`Connection::settle`] can turn exactly those into errors before anything is sent.
 
 use crate::engine::Engine;
+use crate::persist::StorageError;
 use crate::resp::{Parse, ParserLimits, Reply, RequestParser};
 use alloc::format;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 /// About the most bytes one [`Output::Write`] carries (one reply may take it past this).
 pub const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
@@ -42,6 +48,8 @@ pub struct Connection {
     input_start: usize,
     /// The bytes of the last [`Output::Write`], or the next one being assembled.
     output: Vec<u8>,
+    /// Where in `output` the replies of requests that changed the keyspace are.
+    write_replies: Vec<Range<usize>>,
     /// No more requests will be answered: close once `output` is written.
     done: bool,
     peer_closed: bool,
@@ -89,6 +97,7 @@ impl Connection {
         } else {
             self.output.clear();
         }
+        self.write_replies.clear();
         while !self.done && self.output.len() < OUTPUT_CHUNK_BYTES {
             match self.parser.parse(&self.input[self.input_start..]) {
                 Ok(Parse::Incomplete) => break,
@@ -100,8 +109,15 @@ impl Connection {
                     if is_quit {
                         Reply::OK.encode(&mut self.output);
                         self.done = true;
-                    } else if let Some(reply) = engine.execute(&request, now_ms) {
-                        reply.encode(&mut self.output);
+                    } else {
+                        let recorded_before = engine.recorded_mutations();
+                        let start = self.output.len();
+                        if let Some(reply) = engine.execute(&request, now_ms) {
+                            reply.encode(&mut self.output);
+                        }
+                        if engine.recorded_mutations() > recorded_before {
+                            self.write_replies.push(start..self.output.len());
+                        }
                     }
                 }
                 Err(error) => {
@@ -124,6 +140,33 @@ impl Connection {
         } else {
             Output::NeedInput
         }
+    }
+
+    /// The bytes of the last [`Output::Write`] (as settled).
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Applies the outcome of the batch the last output's writes joined: on an error, every
+    /// write's reply becomes Redis's `MISCONF` error, since none of them may be reported
+    /// done; the other replies stay as they are.
+    pub fn settle(&mut self, outcome: Result<(), StorageError>) {
+        let Err(error) = outcome else {
+            return;
+        };
+        if self.write_replies.is_empty() {
+            return;
+        }
+        let refusal = Reply::Error(crate::commit::misconf_message(&error));
+        let mut settled = Vec::with_capacity(self.output.len());
+        let mut copied_to = 0;
+        for range in self.write_replies.drain(..) {
+            settled.extend_from_slice(&self.output[copied_to..range.start]);
+            refusal.encode(&mut settled);
+            copied_to = range.end;
+        }
+        settled.extend_from_slice(&self.output[copied_to..]);
+        self.output = settled;
     }
 }
 

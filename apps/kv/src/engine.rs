@@ -1,18 +1,19 @@
 //! The commands: a request's words in, a [`Reply`] out, with Redis's reply shapes and error
-//! texts. Time is an argument (`now_ms`, milliseconds on the server's monotonic clock), so
-//! tests drive expiry with a fake clock.
+//! texts. Time is an argument (`now_ms`, unix milliseconds: expiry deadlines are absolute, so
+//! they mean the same after a restart), so tests drive expiry with a fake clock.
 //!
 //! Supported: `PING [msg]`, `ECHO`, `GET`, `SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]`,
 //! `DEL`, `EXISTS`, `INCR`, `DECR`, `INCRBY`, `DECRBY`, `EXPIRE`/`PEXPIRE key t
 //! [NX|XX|GT|LT]`, `TTL`, `PTTL`, `PERSIST`, `TYPE`, `KEYS pattern`, `SCAN cursor [MATCH p]
 //! [COUNT n] [TYPE t]`, `MGET`, `MSET`, `DBSIZE`, `FLUSHDB [ASYNC|SYNC]`, `INFO [section...]`,
 //! `SELECT 0`, and `COMMAND` (an empty list, enough for `redis-cli`). `QUIT` is the
-//! connection's ([`crate::connection`]). There is no wall clock, so `EXAT`/`PXAT`/`EXPIREAT`
-//! are not offered.
+//! connection's ([`crate::connection`]). `EXAT`/`PXAT`/`EXPIREAT` are not offered yet.
 //!
 //! Every change to the keyspace is a [`Mutation`] applied through one place
 //! ([`Engine::apply`]); with [`EngineConfig::record_mutations`] the engine also keeps them for
-//! the caller to take ([`Engine::take_mutations`]), the hook for a write-ahead log.
+//! the caller to take ([`Engine::take_mutations`]), the hook for a write-ahead log. While the
+//! log cannot take writes, the server has the engine refuse them ([`Engine::refuse_writes`]:
+//! Redis's `MISCONF`) and go on serving reads.
 //!
 //! Writes that would grow the keyspace past [`EngineConfig::max_memory_bytes`] (as the store
 //! counts bytes) are refused with Redis's `OOM` error; deletes, expiries and flushes are not.
@@ -38,6 +39,8 @@ pub struct EngineConfig {
     pub record_mutations: bool,
     /// The port `INFO` reports.
     pub tcp_port: u16,
+    /// When the server started, on the `now_ms` clock (for `INFO`'s uptime).
+    pub started_at_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +49,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 64 * 1024 * 1024,
             record_mutations: false,
             tcp_port: 6379,
+            started_at_ms: 0,
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct Engine {
     config: EngineConfig,
     store: Store,
     recorded: Vec<Mutation>,
+    /// The error every write gets while set.
+    write_refusal: Option<String>,
     connected_clients: usize,
     commands_processed: u64,
 }
@@ -111,6 +117,24 @@ fn integer_argument(bytes: &[u8]) -> Result<i64, Reply> {
 /// Lowercased copy of a command or option name, for matching and for error texts.
 fn lowercase(bytes: &[u8]) -> Vec<u8> {
     bytes.to_ascii_lowercase()
+}
+
+/// Whether a command may change the keyspace: what is refused while writes are.
+fn is_write_command(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"set"
+            | b"del"
+            | b"incr"
+            | b"decr"
+            | b"incrby"
+            | b"decrby"
+            | b"expire"
+            | b"pexpire"
+            | b"persist"
+            | b"mset"
+            | b"flushdb"
+    )
 }
 
 /// The required argument count of each command, counting the name, as Redis gives it:
@@ -175,6 +199,21 @@ impl Engine {
         }
     }
 
+    /// An engine serving `store` (a recovered keyspace).
+    pub fn with_store(config: EngineConfig, store: Store) -> Engine {
+        Engine {
+            config,
+            store,
+            ..Engine::default()
+        }
+    }
+
+    /// Refuses every write with `reason` (the whole error text, as `MISCONF ...`) while it is
+    /// `Some`; reads go on.
+    pub fn refuse_writes(&mut self, reason: Option<String>) {
+        self.write_refusal = reason;
+    }
+
     /// The keyspace (read-only; changes go through [`Engine::apply`]).
     pub fn store(&self) -> &Store {
         &self.store
@@ -188,6 +227,11 @@ impl Engine {
     /// Counts a client out.
     pub fn client_disconnected(&mut self) {
         self.connected_clients = self.connected_clients.saturating_sub(1);
+    }
+
+    /// How many mutations are recorded and not yet taken.
+    pub fn recorded_mutations(&self) -> usize {
+        self.recorded.len()
     }
 
     /// The mutations applied since the last call, if the engine records them.
@@ -228,6 +272,11 @@ impl Engine {
                 "wrong number of arguments for '{}' command",
                 String::from_utf8_lossy(&name)
             )));
+        }
+        if let Some(reason) = &self.write_refusal
+            && is_write_command(&name)
+        {
+            return Some(Reply::Error(reason.clone()));
         }
         let arguments = &request[1..];
         Some(match name.as_slice() {
@@ -558,7 +607,7 @@ impl Engine {
                     "redis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:libos\r\n\
                      arch_bits:64\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n",
                     self.config.tcp_port,
-                    now_ms / 1000
+                    now_ms.saturating_sub(self.config.started_at_ms) / 1000
                 ),
             );
         }

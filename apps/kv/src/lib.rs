@@ -5,19 +5,27 @@
 //! - [`glob`]: Redis's glob patterns for `KEYS` and `SCAN ... MATCH`;
 //! - [`store`]: the keyspace with millisecond expiry and the replayable [`store::Mutation`]s;
 //! - [`engine`]: the commands, with Redis's replies and error texts;
-//! - [`connection`]: one connection's state machine, from bytes read to bytes to write.
+//! - [`connection`]: one connection's state machine, from bytes read to bytes to write;
+//! - [`persist`]: the log, snapshots and recovery over a [`persist::Storage`] seam;
+//! - [`commit`]: group commit, holding replies until their batch is synced.
 //!
 //! `server` (on the machine only) is the async shell: it accepts TCP connections on port 6379,
-//! moves bytes between the sockets and the state machines, and runs the active expiry.
+//! moves bytes between the sockets and the state machines, runs the committer, and runs the
+//! active expiry.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod commit;
 pub mod connection;
 pub mod engine;
 pub mod glob;
+pub mod persist;
 pub mod resp;
 pub mod store;
+
+#[cfg(test)]
+mod test_support;
 
 #[cfg(target_os = "none")]
 mod server;

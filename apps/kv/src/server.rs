@@ -1,16 +1,48 @@
-//! The async shell around [`Engine`] and [`Connection`]: a TCP listener on port 6379, one task
-//! per connection, the periodic active expiry, and the idle timeout. The engine is shared by
-//! the tasks through `Rc<RefCell<..>>` (one executor per app, no threads); no borrow of it is
-//! held across an await. Any I/O error or timeout drops that connection only.
+//! The async shell around [`Engine`], [`Connection`] and [`GroupCommit`]: recovery from the
+//! disk at start, a TCP listener on port 6379, one task per connection, the committer task,
+//! the periodic active expiry (and retries after a disk failure), and the idle timeout. The
+//! engine and the committer are shared by the tasks through `Rc<RefCell<..>>` (one executor
+//! per app, no threads); no borrow is held across an await. Any I/O error or timeout drops
+//! that connection only.
+//!
+//! Without a disk the keyspace lives in memory and writes are acknowledged at once
+//! ([`Durability::InMemory`]); with one, a reply waits for its batch's sync
+//! ([`Durability::GroupCommit`]). libos's file calls block the executor while the device
+//! works, so every request that arrives during a sync joins the next batch.
 
-use crate::connection::{Connection, Output};
+use crate::commit::{GroupCommit, Step, poll_connection};
+use crate::connection::Connection;
 use crate::engine::{Engine, EngineConfig};
+use crate::persist::{Durability, DurableLog, NoDisk, PersistConfig, RecoveryError, StorageError};
 use crate::resp::ParserLimits;
+use crate::store::Store;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 use libos::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use libos::task;
 use libos::time::{Duration, Instant};
+
+// The two seams integration fills in, once libos has a file system and a wall clock:
+//
+//   type DiskStorage = crate::persist::libos_storage::LibosStorage;
+//   fn open_storage() -> Result<DiskStorage, StorageError> { DiskStorage::open() }
+//   fn unix_time_ms() -> u64 { crate::persist::libos_storage::unix_time_ms() }
+//
+// (and `mod libos_storage;` in persist.rs). Until then the server runs in memory.
+
+/// The storage the keyspace persists to.
+type DiskStorage = NoDisk;
+
+/// Opens the app's storage; `Err(StorageError::NoDisk)` runs the server in memory.
+fn open_storage() -> Result<DiskStorage, StorageError> {
+    Err(StorageError::NoDisk)
+}
+
+/// The engine's clock: unix milliseconds, so persisted deadlines are absolute. Until libos
+/// has a wall clock this counts from boot, which is only right in memory.
+fn unix_time_ms() -> u64 {
+    u64::try_from(Instant::from_tsc(0).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The port served, on all of the app's addresses.
 const PORT: u16 = 6379;
@@ -24,16 +56,29 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const EXPIRY_PERIOD: Duration = Duration::from_millis(100);
 const EXPIRY_ENTRIES_PER_STEP: usize = 200;
 
-/// The shared state: the engine and the clock's zero.
+/// The shared state.
 struct Server {
     engine: RefCell<Engine>,
-    started: Instant,
+    commit: RefCell<GroupCommit<DiskStorage>>,
 }
 
-impl Server {
-    /// Milliseconds since the server started: the engine's clock.
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// Recovers the keyspace from the disk, or starts empty in memory without one.
+fn open_keyspace(now_ms: u64) -> Result<(Store, GroupCommit<DiskStorage>), RecoveryError> {
+    match open_storage() {
+        Ok(storage) => {
+            let config = PersistConfig {
+                // Unknown to clients, different on every start.
+                salt_seed: now_ms ^ Instant::now().tsc().rotate_left(32),
+                ..PersistConfig::default()
+            };
+            let recovered = DurableLog::open(storage, config, now_ms)?;
+            Ok((recovered.store, GroupCommit::on_disk(recovered.log)))
+        }
+        Err(StorageError::NoDisk) => {
+            log::warn!("kv: no disk: the keyspace lives in memory only, writes are not durable");
+            Ok((Store::new(), GroupCommit::in_memory()))
+        }
+        Err(error) => Err(RecoveryError::Storage(error)),
     }
 }
 
@@ -50,24 +95,43 @@ async fn serve() -> i32 {
             return 1;
         }
     };
-    let server = Rc::new(Server {
-        engine: RefCell::new(Engine::new(EngineConfig {
+    let started_at_ms = unix_time_ms();
+    let (store, commit) = match open_keyspace(started_at_ms) {
+        Ok(opened) => opened,
+        Err(error) => {
+            // Serving without the acknowledged writes the files hold would lose them.
+            log::error!("kv: cannot recover the keyspace, not starting (files untouched): {error}");
+            return 1;
+        }
+    };
+    let durability = commit.durability();
+    let mut engine = Engine::with_store(
+        EngineConfig {
             tcp_port: PORT,
+            record_mutations: durability == Durability::GroupCommit,
+            started_at_ms,
             ..EngineConfig::default()
-        })),
-        started: Instant::now(),
+        },
+        store,
+    );
+    engine.refuse_writes(commit.refusal());
+    let server = Rc::new(Server {
+        engine: RefCell::new(engine),
+        commit: RefCell::new(commit),
     });
-    log::info!("kv: listening on {address}");
+    log::info!("kv: listening on {address} ({durability:?})");
+    // Dropping the handles detaches the tasks.
+    if durability == Durability::GroupCommit {
+        drop(task::spawn(run_committer(server.clone())));
+    }
     let expiry_server = server.clone();
-    // Dropping the handle detaches the task.
     drop(task::spawn(async move {
         loop {
             task::sleep(EXPIRY_PERIOD).await;
-            let now_ms = expiry_server.now_ms();
-            expiry_server
-                .engine
-                .borrow_mut()
-                .expire_step(now_ms, EXPIRY_ENTRIES_PER_STEP);
+            let now_ms = unix_time_ms();
+            let mut engine = expiry_server.engine.borrow_mut();
+            engine.expire_step(now_ms, EXPIRY_ENTRIES_PER_STEP);
+            expiry_server.commit.borrow_mut().retry(&mut engine, now_ms);
         }
     }));
     loop {
@@ -85,6 +149,20 @@ async fn serve() -> i32 {
     }
 }
 
+/// Commits batches as they fill: one append and one sync for everything submitted meanwhile.
+async fn run_committer(server: Rc<Server>) {
+    loop {
+        GroupCommit::next_batch(&server.commit).await;
+        // Let every connection already woken add its writes to this batch.
+        task::yield_now().await;
+        let mut engine = server.engine.borrow_mut();
+        server
+            .commit
+            .borrow_mut()
+            .flush(&mut engine, unix_time_ms());
+    }
+}
+
 /// Why a connection ended early; each just drops it.
 #[derive(Debug)]
 enum Dropped {
@@ -97,21 +175,26 @@ async fn serve_connection(stream: &mut TcpStream, server: &Server) {
     let mut connection = Connection::new(ParserLimits::default());
     let mut read_buffer = [0u8; READ_BUFFER_BYTES];
     let outcome: Result<(), Dropped> = loop {
-        let now_ms = server.now_ms();
-        let output = {
+        let step = {
             let mut engine = server.engine.borrow_mut();
-            connection.poll_output(&mut engine, now_ms)
+            let mut commit = server.commit.borrow_mut();
+            poll_connection(&mut connection, &mut engine, &mut commit, unix_time_ms())
         };
-        match output {
-            Output::Write(bytes) => {
+        match step {
+            Step::Write { wait_for } => {
+                if let Some(ticket) = wait_for {
+                    let outcome = GroupCommit::wait(&server.commit, ticket).await;
+                    connection.settle(outcome);
+                }
+                let bytes = connection.output();
                 match task::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break Err(Dropped::Io),
                     Err(_elapsed) => break Err(Dropped::TimedOut),
                 }
             }
-            Output::Close => break Ok(()),
-            Output::NeedInput => {
+            Step::Close => break Ok(()),
+            Step::NeedInput => {
                 match task::timeout(IDLE_TIMEOUT, stream.read(&mut read_buffer)).await {
                     Ok(Ok(0)) => connection.receive_eof(),
                     Ok(Ok(count)) => connection.receive(&read_buffer[..count]),

@@ -264,6 +264,13 @@ impl Store {
         }
     }
 
+    /// Every entry, expired or not, in scan order (what a snapshot writes).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.entries
+            .iter()
+            .map(|(key, entry)| (key.bytes.as_slice(), entry))
+    }
+
     /// Every live key, in scan order, for which `keep` is true.
     pub fn keys(&self, now_ms: u64, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Vec<u8>> {
         self.entries

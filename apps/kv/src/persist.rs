@@ -51,12 +51,12 @@
 //! A damaged newest snapshot also refuses to start: the older logs it replaced are gone.
 
 pub mod durable_log;
+#[cfg(target_os = "none")]
+pub mod libos_storage;
 #[cfg(test)]
 pub mod memory_storage;
 pub mod record;
 pub mod storage;
-// `libos_storage.rs` implements `Storage` over `libos::fs`; it is declared at integration,
-// once libos has a file system.
 
 pub use durable_log::{DurableLog, PersistConfig, Recovered, RecoveryError, RecoveryReport};
 pub use storage::{NoDisk, Storage, StorageError};

@@ -13,7 +13,7 @@
 use crate::commit::{GroupCommit, Step, poll_connection};
 use crate::connection::Connection;
 use crate::engine::{Engine, EngineConfig};
-use crate::persist::{Durability, DurableLog, NoDisk, PersistConfig, RecoveryError, StorageError};
+use crate::persist::{Durability, DurableLog, PersistConfig, RecoveryError, StorageError};
 use crate::resp::ParserLimits;
 use crate::store::Store;
 use alloc::rc::Rc;
@@ -22,26 +22,18 @@ use libos::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use libos::task;
 use libos::time::{Duration, Instant};
 
-// The two seams integration fills in, once libos has a file system and a wall clock:
-//
-//   type DiskStorage = crate::persist::libos_storage::LibosStorage;
-//   fn open_storage() -> Result<DiskStorage, StorageError> { DiskStorage::open() }
-//   fn unix_time_ms() -> u64 { crate::persist::libos_storage::unix_time_ms() }
-//
-// (and `mod libos_storage;` in persist.rs). Until then the server runs in memory.
+/// The storage the keyspace persists to: the app's own file system.
+type DiskStorage = crate::persist::libos_storage::LibosStorage;
 
-/// The storage the keyspace persists to.
-type DiskStorage = NoDisk;
-
-/// Opens the app's storage; `Err(StorageError::NoDisk)` runs the server in memory.
+/// Opens the app's storage; `Err(StorageError::NoDisk)` (no `[app.disk]`) runs the server in
+/// memory.
 fn open_storage() -> Result<DiskStorage, StorageError> {
-    Err(StorageError::NoDisk)
+    DiskStorage::open()
 }
 
-/// The engine's clock: unix milliseconds, so persisted deadlines are absolute. Until libos
-/// has a wall clock this counts from boot, which is only right in memory.
+/// The engine's clock: unix milliseconds, so persisted deadlines are absolute.
 fn unix_time_ms() -> u64 {
-    u64::try_from(Instant::from_tsc(0).elapsed().as_millis()).unwrap_or(u64::MAX)
+    crate::persist::libos_storage::unix_time_ms()
 }
 
 /// The port served, on all of the app's addresses.

@@ -54,7 +54,8 @@ fn probe(name: &str) -> Result<(), String> {
         Err(error) if error.kind() == ErrorKind::NotFound => 0,
         Err(error) => return Err(format!("reading boot-count: {error}")),
     } + 1;
-    write_synced("boot-count", format!("{boots}\n")).map_err(|e| format!("writing boot-count: {e}"))?;
+    write_synced("boot-count", format!("{boots}\n"))
+        .map_err(|e| format!("writing boot-count: {e}"))?;
     println!("disk-probe {name}: boot {boots}");
     let mine = format!("this file belongs to {name}\n").repeat(100);
     write_synced(SHARED, &mine).map_err(|e| format!("writing {SHARED}: {e}"))?;
@@ -73,7 +74,10 @@ fn check_own_file(name: &str, mine: &str) -> Result<(), String> {
     if read != mine.as_bytes() {
         return Err(format!("{SHARED} does not hold what {name} wrote"));
     }
-    println!("disk-probe {name}: {SHARED} holds its own {} bytes", read.len());
+    println!(
+        "disk-probe {name}: {SHARED} holds its own {} bytes",
+        read.len()
+    );
     Ok(())
 }
 

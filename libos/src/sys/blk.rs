@@ -258,7 +258,12 @@ impl BlockDevice for RingDisk {
             self.area
                 .with_bytes_mut(offset, part.len(), |bytes| bytes.copy_from_slice(part));
             let sector = first * Self::BLOCK_SECTORS + (index * chunk) as u64 / SECTOR_BYTES;
-            self.submit(Op::Write, sector, (part.len() as u64 / SECTOR_BYTES) as u32, buffer);
+            self.submit(
+                Op::Write,
+                sector,
+                (part.len() as u64 / SECTOR_BYTES) as u32,
+                buffer,
+            );
         }
         let _ = super::blk_kick();
         Ok(())

@@ -1,9 +1,7 @@
 //! [`Storage`] over libos's file system (std's names: `libos::fs`), and the wall clock the
 //! engine's absolute deadlines need.
 //!
-//! Declared at integration (`#[cfg(target_os = "none")] pub mod libos_storage;` in
-//! `persist.rs`), once libos has `fs` and `time::SystemTime`; see the seams at the top of
-//! `server.rs`. The files live in the app's root directory, all named `kv-*`.
+//! The files live in the app's root directory, all named `kv-*`.
 //!
 //! libos's file calls block until the device is done. `File::sync_all` and `fs::rename`
 //! commit everything done on the volume so far and are durable on return, which is what the
@@ -63,7 +61,11 @@ impl LibosStorage {
 
     /// Closes `name` if it is the open file (before it is renamed or removed).
     fn forget(&mut self, name: &str) {
-        if self.open_file.as_ref().is_some_and(|(open, _)| open == name) {
+        if self
+            .open_file
+            .as_ref()
+            .is_some_and(|(open, _)| open == name)
+        {
             self.open_file = None;
         }
     }
@@ -117,5 +119,7 @@ impl Storage for LibosStorage {
 pub fn unix_time_ms() -> u64 {
     libos::time::SystemTime::now()
         .duration_since(libos::time::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }

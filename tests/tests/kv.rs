@@ -1,6 +1,7 @@
-//! The kv app (RESP2, in memory until the disk arrives) against Debian's own Redis clients:
-//! `redis-cli` checks each command's reply, `redis-benchmark` pipelines 50 clients through it,
-//! and a client sending garbage is answered and closed while the others go on.
+//! The kv app (RESP2, durable on its disk: every acknowledged write flushed) against Debian's
+//! own Redis clients: `redis-cli` checks each command's reply, `redis-benchmark` pipelines 50
+//! clients through it, a client sending garbage is answered and closed while the others go
+//! on, and after QEMU is killed the keys are there on the next boot.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,8 +25,10 @@ fn cli(port: u16, args: &[&str]) -> String {
 
 #[test]
 fn redis_clients_get_redis_answers_and_garbage_harms_no_one() {
-    let mut image = boot_networked("kv", Firmware::Bios);
+    let disk = TestDisk::new("kv", "redis_clients_get_redis_answers");
+    let mut image = boot_networked_with("kv", Firmware::Bios, &disk.options());
     image.wait_for_serial("kv: listening", WAIT);
+    assert!(image.serial().contains("(GroupCommit)"), "kv runs durably");
     let port = image.host_port("kv", Protocol::Tcp, 6379);
     let expect = |args: &[&str], reply: &str| assert_eq!(cli(port, args), reply, "{args:?}");
     expect(&["ping"], "PONG");
@@ -112,4 +115,16 @@ fn redis_clients_get_redis_answers_and_garbage_harms_no_one() {
     expect(&["get", "a"], "4");
     let output = image.stop();
     assert!(!output.serial.contains("PANIC"));
+    // Killed, booted again on its disk: what was acknowledged is there, expiry included.
+    let mut again = boot_networked_with("kv", Firmware::Bios, &disk.options());
+    again.wait_for_serial("kv: listening", WAIT);
+    let port = again.host_port("kv", Protocol::Tcp, 6379);
+    let expect = |args: &[&str], reply: &str| assert_eq!(cli(port, args), reply, "{args:?}");
+    expect(&["get", "a"], "4");
+    expect(&["get", "n"], "41");
+    expect(&["mget", "k1", "k2"], "\nv2");
+    expect(&["ttl", "s"], "-1");
+    let ttl: i64 = cli(port, &["ttl", "t"]).parse().unwrap();
+    assert!((1..=100).contains(&ttl), "ttl {ttl} after a reboot");
+    assert!(!again.stop().serial.contains("PANIC"));
 }

@@ -35,10 +35,10 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("echo", "echo"),
     ("kv", "kv"),
     ("net-probe", "selftest"),
-    ("disk-probe", "selftest"),
     ("spoofer", "selftest"),
     ("net-crasher", "selftest"),
     ("ring-scribbler", "selftest"),
+    ("disk-probe", "selftest"),
 ];
 
 /// The image feature that provides `program`, if any does.

@@ -128,3 +128,64 @@ fn redis_clients_get_redis_answers_and_garbage_harms_no_one() {
     assert!((1..=100).contains(&ttl), "ttl {ttl} after a reboot");
     assert!(!again.stop().serial.contains("PANIC"));
 }
+
+/// One RESP command on `stream`, and the reply's first line.
+fn ask(stream: &mut TcpStream, parts: &[&str]) -> Option<String> {
+    let mut bytes = format!("*{}\r\n", parts.len()).into_bytes();
+    for part in parts {
+        bytes.extend_from_slice(format!("${}\r\n{part}\r\n", part.len()).as_bytes());
+    }
+    stream.write_all(&bytes).ok()?;
+    let mut reply = Vec::new();
+    let mut byte = [0u8];
+    while !reply.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).ok()?;
+        reply.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&reply).trim_end().to_owned())
+}
+
+#[test]
+fn a_thousand_clients_at_once_each_get_their_own_durable_key() {
+    const CLIENTS: usize = 1000;
+    let disk = TestDisk::new("kv-many", "a_thousand_clients_at_once");
+    let mut image = boot_networked_with("kv-many", Firmware::Bios, &disk.options());
+    image.wait_for_serial("kv: listening", WAIT);
+    let port = image.host_port("kv", Protocol::Tcp, 6379);
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut open: Vec<TcpStream> = Vec::with_capacity(CLIENTS);
+    while open.len() < CLIENTS {
+        let index = open.len();
+        let Ok(mut stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) else {
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // A connection the guest refused (a burst past the listener's backlog) is opened again.
+        match ask(
+            &mut stream,
+            &["SET", &format!("client:{index}"), &index.to_string()],
+        ) {
+            Some(reply) => {
+                assert_eq!(reply, "+OK", "client {index}");
+                open.push(stream);
+            }
+            None => assert!(
+                std::time::Instant::now() < deadline,
+                "only {index} of {CLIENTS} clients could connect"
+            ),
+        }
+    }
+    // All open at once: each still answers, with its own key.
+    for (index, stream) in open.iter_mut().enumerate() {
+        assert_eq!(
+            ask(stream, &["GET", &format!("client:{index}")]).as_deref(),
+            Some(format!("${}", index.to_string().len()).as_str()),
+            "client {index}"
+        );
+    }
+    assert_eq!(cli(port, &["dbsize"]), CLIENTS.to_string());
+    drop(open);
+    assert!(!image.stop().serial.contains("PANIC"));
+}
